@@ -1,0 +1,24 @@
+"""Error types raised by fastml's API layer.
+
+Every message reads ``"<argument> must be <expected>; got <actual>"`` and adds a hint where a fix
+is known. They subclass the built-in type a caller would already catch, so ``except ValueError``
+keeps working.
+"""
+
+__all__ = ["ShapeError", "DTypeError", "DeviceError", "NonFiniteError"]
+
+
+class ShapeError(ValueError):
+    """An array has the wrong shape, size, layout or contents (such as a label out of range)."""
+
+
+class DTypeError(TypeError):
+    """An array has an unsupported or mismatched dtype."""
+
+
+class DeviceError(ValueError):
+    """Arrays live on different devices (CPU and GPU mixed in one call)."""
+
+
+class NonFiniteError(FloatingPointError):
+    """NaN or Inf where a finite value is required (for example too many skipped steps)."""

@@ -1,0 +1,19 @@
+"""Compilation options shared by every CPU kernel.
+
+Never ``fastmath=True``: it implies ``nnan``/``ninf``, under which LLVM may delete the very
+NaN/Inf checks the guards rely on and fold ``x != x`` to false. The flags below allow
+reassociation (so float64 sums vectorize) and contraction into FMA, nothing that assumes finite
+values.
+"""
+
+from numba import njit
+
+FASTMATH = {"contract", "arcp", "reassoc", "afn", "nsz"}
+
+#: Fixed chunk length for parallel reductions. Partial sums are formed per chunk and added in
+#: chunk order, so a result does not depend on the number of threads.
+CHUNK = 1 << 14
+
+serial = njit(nogil=True, cache=True, fastmath=FASTMATH)
+parallel = njit(nogil=True, cache=True, fastmath=FASTMATH, parallel=True)
+inline = njit(inline="always", fastmath=FASTMATH)

@@ -1,0 +1,19 @@
+"""Label range check, shared by the losses and the metrics."""
+
+from ._jit import serial
+
+
+@serial
+def first_bad_label(labels, n_classes, ignore_index):
+    """Index of the first label outside [0, n_classes) that is not ``ignore_index``; -1 if none.
+
+    Parameters
+    ----------
+    labels : (N,) int32 or int64, read
+    n_classes, ignore_index : int
+    """
+    for i in range(labels.shape[0]):
+        y = labels[i]
+        if (y < 0 or y >= n_classes) and y != ignore_index:
+            return i
+    return -1

@@ -1,0 +1,311 @@
+"""Losses that return their value and gradient from one pass over memory.
+
+Semantics follow ``torch.nn.functional``: same formulas, same denominators, same gradients.
+Each function validates everything first (a rejected call writes nothing), then runs one CPU or
+CUDA kernel chosen by where the arrays live.
+"""
+
+import math
+import operator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _arrays as A
+from .errors import DTypeError, ShapeError
+
+REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # codes shared with the kernels (NONE, SUM, MEAN)
+
+
+class LossGrad(NamedTuple):
+    """``loss``: a scalar of the input dtype (a 0-d device array on the GPU), or per-sample losses
+    for ``reduction="none"``. ``grad``: d(loss)/d(first argument) times ``grad_scale``."""
+
+    loss: Any
+    grad: Any
+
+
+class LossGradPred(NamedTuple):
+    """``LossGrad`` plus ``pred``, the argmax of each logits row (int64)."""
+
+    loss: Any
+    grad: Any
+    pred: Any
+
+
+def _backend(cuda):
+    if cuda:
+        from .kernels import cuda as kernels
+    else:
+        from .kernels import cpu as kernels
+    return kernels
+
+
+def _reduction_code(reduction):
+    try:
+        return REDUCTIONS[reduction]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
+        ) from None
+
+
+def _real(value, name, *, low=-math.inf, high=math.inf, low_open=False):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}") from None
+    if not (low < v if low_open else low <= v) or not v <= high or math.isnan(v):
+        lo = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {lo}{low}, {high}]; got {value!r}")
+    return v
+
+
+def _grad_out(out, like, like_name, cuda, inputs):
+    """The gradient buffer: ``out`` checked (it may be an input, for in-place), or a new array."""
+    if out is None:
+        return A.empty_like(like, cuda), None
+    out_arr = A.as_array(out, "out", cuda)
+    A.check_out(out_arr, like, like_name, inputs)
+    return out_arr, out
+
+
+def _loss_result(loss, shape, reduction_code, dtype, cuda):
+    if reduction_code == 0:
+        return loss.reshape(shape)
+    if cuda:
+        return loss.reshape(())
+    return dtype.type(loss[0])
+
+
+def _pair(pred, target, pred_name, target_name, out):
+    """Shared checks of (pred, target) losses; returns the kernel arrays and the device flag."""
+    cuda = A.device_of(**{pred_name: pred, target_name: target, "out": out})
+    p = A.as_array(pred, pred_name, cuda)
+    t = A.as_array(target, target_name, cuda)
+    A.check_float(p, pred_name)
+    A.check_same_dtype(t, target_name, p, pred_name)
+    A.check_same_shape(t, target_name, p, pred_name)
+    A.check_non_empty(p, pred_name)
+    return p, t, cuda
+
+
+def _regression(kernel_name, pred, target, reduction, grad_scale, out, delta=0.0):
+    code = _reduction_code(reduction)
+    grad_scale = _real(grad_scale, "grad_scale")
+    p, t, cuda = _pair(pred, target, "pred", "target", out)
+    grad, user_out = _grad_out(out, p, "pred", cuda, {"pred": p, "target": t})
+    p_in = A.contiguous_input(p, "pred", cuda)
+    t_in = A.contiguous_input(t, "target", cuda)
+    n = p.size
+    loss = A.empty_like(p, cuda, shape=(n if code == 0 else 1,))
+    gf, lf = (grad_scale / n, 1.0 / n) if code == 2 else (grad_scale, 1.0)
+    kernel = getattr(_backend(cuda), kernel_name)
+    kernel(A.flat(grad), loss, A.flat(p_in), A.flat(t_in), delta, gf, lf)
+    return LossGrad(_loss_result(loss, p.shape, code, p.dtype, cuda),
+                    grad if user_out is None else user_out)
+
+
+def mse(pred, target, *, reduction="mean", grad_scale=1.0, out=None):
+    """Mean squared error ``(pred - target)^2`` and its gradient ``2 (pred - target)``.
+
+    Parameters
+    ----------
+    pred, target : array of any shape, float32 or float64 (same shape and dtype)
+    reduction : {"mean", "sum", "none"}
+    grad_scale : float
+        Multiplies the gradient (not the loss): a loss scale, or a 1/accumulation-steps factor.
+    out : array like ``pred``, optional
+        Receives the gradient; may be ``pred`` or ``target`` itself.
+
+    Returns
+    -------
+    LossGrad
+        ``loss`` (a scalar, or an array shaped like ``pred`` for ``"none"``) and ``grad``.
+    """
+    return _regression("mse_fwd_bwd", pred, target, reduction, grad_scale, out)
+
+
+def l1(pred, target, *, reduction="mean", grad_scale=1.0, out=None):
+    """Mean absolute error ``|pred - target|`` and its gradient ``sign(pred - target)``
+    (0 where they are equal, as in PyTorch). Arguments as in :func:`mse`."""
+    return _regression("l1_fwd_bwd", pred, target, reduction, grad_scale, out)
+
+
+def huber(pred, target, *, delta=1.0, reduction="mean", grad_scale=1.0, out=None):
+    """Huber loss: ``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``, with
+    ``d = pred - target``; the gradient is ``d`` clipped to ``[-delta, delta]``.
+    ``delta`` must be positive. Other arguments as in :func:`mse`."""
+    delta = _real(delta, "delta", low=0.0, low_open=True)
+    return _regression("huber_fwd_bwd", pred, target, reduction, grad_scale, out, delta)
+
+
+def _broadcast_index(w, shape, name):
+    """(div, mod) such that element i of an array of ``shape`` reads ``w[(i // div) % mod]``.
+
+    Any ``w`` that broadcasts to ``shape`` with its non-broadcast axes adjacent qualifies: a full
+    array, a trailing vector such as (C,), a per-row column (N, 1), or a scalar.
+    """
+    ws = (1,) * (len(shape) - w.ndim) + tuple(w.shape)
+    if w.ndim > len(shape) or any(a not in (1, b) for a, b in zip(ws, shape)):
+        raise ShapeError(f"{name} must broadcast to {tuple(shape)}; got shape {tuple(w.shape)}")
+    kept = [k for k, (a, b) in enumerate(zip(ws, shape)) if a == b != 1]
+    if not kept:
+        return 1, 1
+    lo, hi = kept[0], kept[-1] + 1
+    if any(ws[k] == 1 and shape[k] != 1 for k in range(lo, hi)):
+        raise ShapeError(
+            f"{name} must broadcast along leading and/or trailing axes only; got shape "
+            f"{tuple(w.shape)} for input {tuple(shape)} (materialize it with np.broadcast_to)"
+        )
+    return math.prod(shape[hi:]), math.prod(shape[lo:hi])
+
+
+def _weight_arg(w, name, like, like_name, cuda):
+    if w is None:
+        return None
+    arr = A.as_array(w, name, cuda)
+    A.check_same_dtype(arr, name, like, like_name)
+    return A.contiguous_input(arr, name, cuda)
+
+
+def bce_with_logits(logits, target, *, weight=None, pos_weight=None, reduction="mean",
+                    grad_scale=1.0, out=None):
+    """Binary cross-entropy on logits (PyTorch's ``binary_cross_entropy_with_logits``).
+
+    ``l = -w [pw t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]``, computed in the
+    log-sum-exp form that cannot overflow. The mean divides by the number of elements.
+
+    Parameters
+    ----------
+    logits, target : array of any shape, float32 or float64 (same shape and dtype)
+        ``target`` holds probabilities in [0, 1].
+    weight : array broadcastable to ``logits``, optional
+        Per-element rescaling weight.
+    pos_weight : array broadcastable to ``logits``, optional
+        Weight of the positive term, typically shaped ``(C,)`` for ``(N, C)`` logits.
+    reduction, grad_scale, out
+        As in :func:`mse`; ``out`` may be ``logits`` or ``target`` itself.
+    """
+    code = _reduction_code(reduction)
+    grad_scale = _real(grad_scale, "grad_scale")
+    x, t, cuda = _pair(logits, target, "logits", "target", out)
+    A.device_of(logits=logits, weight=weight, pos_weight=pos_weight)
+    w = _weight_arg(weight, "weight", x, "logits", cuda)
+    pw = _weight_arg(pos_weight, "pos_weight", x, "logits", cuda)
+    w_div, w_mod = _broadcast_index(w, x.shape, "weight") if w is not None else (1, 1)
+    pw_div, pw_mod = _broadcast_index(pw, x.shape, "pos_weight") if pw is not None else (1, 1)
+    grad, user_out = _grad_out(out, x, "logits", cuda,
+                               {"logits": x, "target": t, "weight": w, "pos_weight": pw})
+    one = _ones(x.dtype, cuda)
+    x_in = A.contiguous_input(x, "logits", cuda)
+    t_in = A.contiguous_input(t, "target", cuda)
+    n = x.size
+    loss = A.empty_like(x, cuda, shape=(n if code == 0 else 1,))
+    gf, lf = (grad_scale / n, 1.0 / n) if code == 2 else (grad_scale, 1.0)
+    _backend(cuda).bce_with_logits_fwd_bwd(
+        A.flat(grad), loss, A.flat(x_in), A.flat(t_in),
+        one if w is None else A.flat(w), w_div, w_mod,
+        one if pw is None else A.flat(pw), pw_div, pw_mod, gf, lf)
+    return LossGrad(_loss_result(loss, x.shape, code, x.dtype, cuda),
+                    grad if user_out is None else user_out)
+
+
+_ONES = {}
+
+
+def _ones(dtype, cuda):
+    """A cached length-1 array of ones standing in for an absent weight."""
+    key = (np.dtype(dtype), cuda)
+    if key not in _ONES:
+        host = np.ones(1, dtype=dtype)
+        if cuda:
+            from numba import cuda as nb_cuda
+
+            host = nb_cuda.to_device(host)
+        _ONES[key] = host
+    return _ONES[key]
+
+
+def _labels_arg(labels, n_rows, cuda):
+    y = A.as_array(labels, "labels", cuda)
+    kind = np.dtype(y.dtype).kind
+    if kind not in "iu":
+        raise DTypeError(
+            f"labels must be an integer array of class indices; got {np.dtype(y.dtype)}"
+            + (" (class probabilities as targets are not supported)" if kind == "f" else "")
+        )
+    if y.ndim != 1 or y.shape[0] != n_rows:
+        raise ShapeError(f"labels must have shape ({n_rows},); got {tuple(y.shape)}")
+    if np.dtype(y.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
+        if cuda:
+            raise DTypeError(f"labels must be int32 or int64 on the GPU; got {np.dtype(y.dtype)}")
+        y = y.astype(np.int64)
+    return A.contiguous_input(y, "labels", cuda)
+
+
+def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoothing=0.0,
+                  reduction="mean", grad_scale=1.0, out=None, return_pred=False):
+    """Softmax cross-entropy over the rows of ``logits`` (PyTorch's ``cross_entropy``).
+
+    Parameters
+    ----------
+    logits : (N, C) float32 or float64
+    labels : (N,) integer class indices in [0, C), or ``ignore_index``
+    weight : (C,) same dtype as ``logits``, optional
+        Class weights; a weighted mean divides by the sum of the weights of non-ignored rows.
+    ignore_index : int
+        Rows with this label add nothing to the loss and get a zero gradient. If every row is
+        ignored, a mean is 0.0 with a zero gradient (PyTorch gives NaN).
+    label_smoothing : float in [0, 1]
+    reduction, grad_scale
+        As in :func:`mse`.
+    out : (N, C) array, optional
+        Receives the gradient; may be ``logits`` itself (in place).
+    return_pred : bool
+        Also return the argmax of each row, computed in the same pass.
+
+    Returns
+    -------
+    LossGrad, or LossGradPred when ``return_pred``.
+    """
+    code = _reduction_code(reduction)
+    grad_scale = _real(grad_scale, "grad_scale")
+    label_smoothing = _real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    try:
+        ignore_index = operator.index(ignore_index)
+    except TypeError:
+        raise TypeError(
+            f"ignore_index must be an integer; got {type(ignore_index).__name__}") from None
+    cuda = A.device_of(logits=logits, labels=labels, weight=weight, out=out)
+    x = A.as_array(logits, "logits", cuda)
+    A.check_float(x, "logits")
+    if x.ndim != 2:
+        raise ShapeError(
+            f"logits must be 2-D (N, C); got shape {tuple(x.shape)}"
+            + (" (add a batch axis with logits[None])" if x.ndim == 1 else "")
+        )
+    A.check_non_empty(x, "logits")
+    n, c = x.shape
+    y = _labels_arg(labels, n, cuda)
+    w = _weight_arg(weight, "weight", x, "logits", cuda)
+    if w is not None and tuple(w.shape) != (c,):
+        raise ShapeError(f"weight must have shape ({c},); got {tuple(w.shape)}")
+    kernels = _backend(cuda)
+    bad = kernels.first_bad_label(y, c, ignore_index)
+    if bad >= 0:
+        value = int(y[bad]) if not cuda else int(y[bad:bad + 1].copy_to_host()[0])
+        raise ShapeError(
+            f"labels must be in [0, {c}) or ignore_index ({ignore_index}); "
+            f"got labels[{bad}] = {value}"
+        )
+    grad, user_out = _grad_out(out, x, "logits", cuda, {"logits": x, "labels": y, "weight": w})
+    x_in = A.contiguous_input(x, "logits", cuda)
+    loss = A.empty_like(x, cuda, shape=(n if code == 0 else 1,))
+    pred = A.empty_like(x, cuda, shape=(n if return_pred else 0,), dtype=np.int64)
+    no_weight = A.empty_like(x, cuda, shape=(0,)) if w is None else w
+    kernels.cross_entropy_fwd_bwd(grad, loss, pred, x_in, y, no_weight, ignore_index,
+                                  label_smoothing, grad_scale, code)
+    loss = _loss_result(loss, (n,), code, x.dtype, cuda)
+    grad = grad if user_out is None else user_out
+    return LossGradPred(loss, grad, pred) if return_pred else LossGrad(loss, grad)
