@@ -1,12 +1,18 @@
 """fastml: compiled fused kernels for training loops (CPU via Numba, GPU via numba-cuda)."""
 
-from . import errors
+from . import errors, schedules
+from .checkpoint import load, save
 from .errors import DeviceError, DTypeError, NonFiniteError, ShapeError
+from .guards import Guard, LossScaler, StepInfo, all_finite, clip_grad_norm, global_norm
 from .losses import LossGrad, LossGradPred, bce_with_logits, cross_entropy, huber, l1, mse
+from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from .params import FlatParams
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DTypeError", "DeviceError", "LossGrad", "LossGradPred", "NonFiniteError", "ShapeError",
-    "bce_with_logits", "cross_entropy", "errors", "huber", "l1", "mse",
+    "SGD", "Adagrad", "Adam", "AdamW", "DTypeError", "DeviceError", "FlatParams", "Guard",
+    "LossGrad", "LossGradPred", "LossScaler", "NonFiniteError", "Optimizer", "RMSprop",
+    "ShapeError", "StepInfo", "all_finite", "bce_with_logits", "clip_grad_norm",
+    "cross_entropy", "errors", "global_norm", "huber", "l1", "load", "mse", "save", "schedules",
 ]

@@ -1,0 +1,70 @@
+"""Adam / AdamW (and AMSGrad): one pass that reads p, g, m, v and writes p, m, v (28 B/param fp32).
+
+PyTorch's rule (``torch.optim.Adam``, single-tensor path), with g the effective gradient:
+
+    g  <- g + wd p                       (L2 weight decay)        | p <- p (1 - lr wd)  (decoupled)
+    m  <- lerp(m, g, 1 - beta1)
+    v  <- beta2 v + (1 - beta2) g^2
+    vmax <- max(vmax, v)                  (AMSGrad; v below means vmax)
+    p  <- p - step_size m / (sqrt(v) / sqrt(bc2) + eps)
+
+step_size = lr / (1 - beta1^t) and sqrt(bc2) = sqrt(1 - beta2^t) come from the step plan (once
+per step, in float64); eps is added outside the square root after bias correction, as PyTorch does.
+"""
+
+import numpy as np
+from numba import prange
+
+from ..step_plan import APPLIED, C0, C1, CLIP_COEF, LR, UNSCALE
+from ._grad import effective_grad, lerp
+from ._jit import parallel
+
+
+@parallel
+def adam_step(p, g, m, v, vmax, ctl, beta1, beta2, eps, weight_decay, decoupled, amsgrad,
+              maximize, clip_value):
+    """One Adam step, in place, unless ``ctl[APPLIED] == 0`` (then nothing is touched).
+
+    Parameters
+    ----------
+    p : (n,) float32 or float64, updated in place
+    g : (n,) same dtype, read (raw: scaled by the loss scale, unclipped)
+    m, v : (n,) same dtype, updated in place
+    vmax : (n,) or (0,) same dtype, updated in place when ``amsgrad``
+    ctl : (16,) float64, read: ``APPLIED``, ``UNSCALE``, ``CLIP_COEF``, ``LR``, ``C0``, ``C1``
+    beta1, beta2, eps, weight_decay : float
+    decoupled, amsgrad, maximize : bool
+    clip_value : float (inf: none)
+    """
+    if ctl[APPLIED] == 0.0:
+        return
+    dt = p.dtype.type
+    unscale = dt(ctl[UNSCALE])
+    coef = dt(-ctl[CLIP_COEF] if maximize else ctl[CLIP_COEF])
+    hi = dt(clip_value)
+    lo = -hi
+    b1w = dt(1.0 - beta1)
+    b2 = dt(beta2)
+    b2w = dt(1.0 - beta2)
+    eps_ = dt(eps)
+    step_size = dt(ctl[C0])
+    bc2_sqrt = dt(ctl[C1])
+    l2 = dt(0.0 if decoupled else weight_decay)
+    decay = dt(1.0 - ctl[LR] * weight_decay if decoupled else 1.0)
+    use_l2 = weight_decay != 0.0 and not decoupled
+    use_decay = weight_decay != 0.0 and decoupled
+    for i in prange(p.shape[0]):
+        gi = effective_grad(g[i], unscale, lo, hi, coef)
+        pi = p[i]
+        if use_l2:
+            gi = gi + l2 * pi
+        if use_decay:
+            pi = pi * decay
+        mi = lerp(m[i], gi, b1w)
+        vi = b2 * v[i] + b2w * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
+            vi = max(vmax[i], vi)
+            vmax[i] = vi
+        p[i] = pi - step_size * (mi / (np.sqrt(vi) / bc2_sqrt + eps_))

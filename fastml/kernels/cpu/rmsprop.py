@@ -1,0 +1,71 @@
+"""RMSprop (centered, momentum): one pass over p, g and its state buffers.
+
+PyTorch's rule (``torch.optim.RMSprop``), with g the effective gradient:
+
+    g  <- g + wd p
+    sq <- alpha sq + (1 - alpha) g^2
+    ga <- lerp(ga, g, 1 - alpha)                   (centered)
+    avg <- sqrt(sq - ga^2) + eps  (centered)  or  sqrt(sq) + eps
+    buf <- momentum buf + g / avg;  p <- p - lr buf     (momentum > 0)
+    p  <- p - lr g / avg                                 (otherwise)
+"""
+
+import numpy as np
+from numba import prange
+
+from ..step_plan import APPLIED, CLIP_COEF, LR, UNSCALE
+from ._grad import effective_grad, lerp
+from ._jit import parallel
+
+
+@parallel
+def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay, momentum,
+                 centered, maximize, clip_value):
+    """One RMSprop step, in place, unless ``ctl[APPLIED] == 0``.
+
+    Parameters
+    ----------
+    p : (n,) float32 or float64, updated in place
+    g : (n,) same dtype, read
+    square_avg : (n,) same dtype, updated in place
+    grad_avg : (n,) or (0,), updated in place when ``centered``
+    buf : (n,) or (0,), updated in place when ``momentum > 0``
+    ctl : (16,) float64, read: ``APPLIED``, ``UNSCALE``, ``CLIP_COEF``, ``LR``
+    alpha, eps, weight_decay, momentum : float
+    centered, maximize : bool
+    clip_value : float (inf: none)
+    """
+    if ctl[APPLIED] == 0.0:
+        return
+    dt = p.dtype.type
+    unscale = dt(ctl[UNSCALE])
+    coef = dt(-ctl[CLIP_COEF] if maximize else ctl[CLIP_COEF])
+    hi = dt(clip_value)
+    lo = -hi
+    lr = dt(ctl[LR])
+    a = dt(alpha)
+    aw = dt(1.0 - alpha)
+    eps_ = dt(eps)
+    wd = dt(weight_decay)
+    mom = dt(momentum)
+    use_wd = weight_decay != 0.0
+    use_momentum = momentum > 0.0
+    for i in prange(p.shape[0]):
+        gi = effective_grad(g[i], unscale, lo, hi, coef)
+        pi = p[i]
+        if use_wd:
+            gi = gi + wd * pi
+        sq = a * square_avg[i] + aw * (gi * gi)
+        square_avg[i] = sq
+        if centered:
+            ga = lerp(grad_avg[i], gi, aw)
+            grad_avg[i] = ga
+            avg = np.sqrt(sq - ga * ga) + eps_
+        else:
+            avg = np.sqrt(sq) + eps_
+        if use_momentum:
+            b = mom * buf[i] + gi / avg
+            buf[i] = b
+            p[i] = pi - lr * b
+        else:
+            p[i] = pi - lr * (gi / avg)

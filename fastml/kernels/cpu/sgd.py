@@ -1,0 +1,57 @@
+"""SGD with momentum, dampening, Nesterov and weight decay: one pass over p, g and the buffer.
+
+PyTorch's rule (``torch.optim.SGD``), with g the effective gradient:
+
+    g   <- g + wd p
+    buf <- g on the first step, else momentum buf + (1 - dampening) g
+    d   <- g + momentum buf (Nesterov) or buf
+    p   <- p - lr d
+
+Without momentum the buffer is not read or written (8 B/param fp32 less).
+"""
+
+from numba import prange
+
+from ..step_plan import APPLIED, C0, CLIP_COEF, LR, UNSCALE
+from ._grad import effective_grad
+from ._jit import parallel
+
+
+@parallel
+def sgd_step(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximize, clip_value):
+    """One SGD step, in place, unless ``ctl[APPLIED] == 0``.
+
+    Parameters
+    ----------
+    p : (n,) float32 or float64, updated in place
+    g : (n,) same dtype, read
+    buf : (n,) or (0,) same dtype, momentum buffer, updated in place when ``momentum != 0``
+    ctl : (16,) float64, read: ``APPLIED``, ``UNSCALE``, ``CLIP_COEF``, ``LR``, ``C0`` (first step)
+    momentum, dampening, weight_decay : float
+    nesterov, maximize : bool
+    clip_value : float (inf: none)
+    """
+    if ctl[APPLIED] == 0.0:
+        return
+    dt = p.dtype.type
+    unscale = dt(ctl[UNSCALE])
+    coef = dt(-ctl[CLIP_COEF] if maximize else ctl[CLIP_COEF])
+    hi = dt(clip_value)
+    lo = -hi
+    lr = dt(ctl[LR])
+    wd = dt(weight_decay)
+    mom = dt(momentum)
+    keep = dt(1.0 - dampening)
+    first = ctl[C0] != 0.0
+    use_wd = weight_decay != 0.0
+    use_momentum = momentum != 0.0
+    for i in prange(p.shape[0]):
+        d = effective_grad(g[i], unscale, lo, hi, coef)
+        pi = p[i]
+        if use_wd:
+            d = d + wd * pi
+        if use_momentum:
+            b = d if first else mom * buf[i] + keep * d
+            buf[i] = b
+            d = d + mom * b if nesterov else b
+        p[i] = pi - lr * d

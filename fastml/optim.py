@@ -1,0 +1,452 @@
+"""Optimizers that update every parameter in one pass over memory per step.
+
+Each step is: (guarded only) one read of the gradients for their norm and finiteness, the step
+plan (scalar work, once per step: skip or apply, clip factor, loss scale, step counter, learning
+rate, bias corrections), and one update pass per parameter array that reads p, g and the state
+once and writes p and the state once. The update rules are PyTorch's, to the letter. On the GPU
+all three run on the device and the host never waits for them.
+"""
+
+import math
+
+import numpy as np
+
+from . import _arrays as A
+from .errors import DTypeError, NonFiniteError, ShapeError
+from .guards import Guard, StepInfo
+from .kernels import step_plan as P
+from .params import FlatBuffer, FlatParams
+from .schedules import Schedule
+
+
+def _backend(cuda):
+    from .losses import _backend as backend
+
+    return backend(cuda)
+
+
+def _check_param(a, name):
+    A.check_float(a, name)
+    if not (a.flags["C_CONTIGUOUS"] if isinstance(a, np.ndarray) else a.is_c_contiguous()):
+        raise ShapeError(f"{name} must be C-contiguous; got strides {a.strides} "
+                         "(optimizers update parameters in place)")
+    if isinstance(a, np.ndarray) and not a.flags.writeable:
+        raise ShapeError(f"{name} must be writeable; got a read-only array")
+
+
+def _overlap(a, b):
+    lo_a, hi_a = A._byte_range(a)
+    lo_b, hi_b = A._byte_range(b)
+    return lo_a < hi_b and lo_b < hi_a
+
+
+class Optimizer:
+    """Base class: parameters, state buffers, the control state and the guard.
+
+    Subclasses set ``_rule``, ``_state_names()`` and ``_update()``.
+    """
+
+    _rule = None
+
+    def __init__(self, params, lr, guard, **hyper):
+        if guard is not None and not isinstance(guard, Guard):
+            raise TypeError(f"guard must be a fastml.Guard or None; got {type(guard).__name__}")
+        self._hyper = hyper
+        self._set_params(params)
+        self.guard = guard
+        self._kernels = _backend(self._cuda)
+        self.lr = lr  # validates and builds the configuration
+        self.state = {name: [self._new_state(p, name) for p in self._params]
+                      for name in self._state_names()}
+        ctl = np.zeros(P.CTL_SIZE)
+        scaler = guard.scaler if guard is not None else None
+        ctl[P.SCALE] = ctl[P.SCALE_USED] = scaler.init_scale if scaler is not None else 1.0
+        ctl[P.UNSCALE] = 1.0 / ctl[P.SCALE]
+        ctl[P.CLIP_COEF] = 1.0
+        ctl[P.NORM] = ctl[P.LR] = math.nan
+        self._ctl = self._to_device(ctl)
+        self._red = self._to_device(np.zeros(P.RED_SIZE))
+        if scaler is not None:
+            scaler._ctl = self._ctl
+
+    # parameters and gradients ------------------------------------------------------------------
+
+    def _set_params(self, params):
+        if isinstance(params, FlatParams):
+            self._structure, objs = "flat", [params.data]
+        elif isinstance(params, (list, tuple)):
+            self._structure, objs = "list", list(params)
+            if not objs:
+                raise ValueError("params must hold at least one array; got an empty list")
+        else:
+            self._structure, objs = "single", [params]
+        self._flat = params if isinstance(params, FlatParams) else None
+        self._cuda = A.device_of(**{f"params[{i}]": p for i, p in enumerate(objs)})
+        arrays = []
+        for i, obj in enumerate(objs):
+            name = "params" if self._structure == "single" else f"params[{i}]"
+            a = A.as_array(obj, name, self._cuda)
+            _check_param(a, name)
+            for j, b in enumerate(arrays):
+                if a.size and b.size and _overlap(a, b):
+                    raise ShapeError(f"{name} must not share memory with params[{j}]")
+            arrays.append(a)
+        self._shapes = [tuple(a.shape) for a in arrays]
+        self._params = [A.flat(a) for a in arrays]
+
+    def _grad_arrays(self, grads):
+        """Validate ``grads`` against the parameters; return flat kernel arrays."""
+        if self._structure == "flat":
+            if grads is None:
+                grads = self._flat.grad
+            objs = [grads.data if isinstance(grads, FlatBuffer) else grads]
+        elif grads is None:
+            raise TypeError("step() needs grads unless the parameters are a FlatParams")
+        elif self._structure == "list":
+            if not isinstance(grads, (list, tuple)) or len(grads) != len(self._params):
+                got = (f"{len(grads)} arrays" if isinstance(grads, (list, tuple))
+                       else type(grads).__name__)
+                raise ShapeError(f"grads must be a list of {len(self._params)} arrays, one per "
+                                 f"parameter; got {got}")
+            objs = list(grads)
+        else:
+            objs = [grads]
+        names = ["grads"] if len(objs) == 1 and self._structure != "list" else [
+            f"grads[{i}]" for i in range(len(objs))]
+        A.device_of(params=self._params[0], **dict(zip(names, objs)))
+        out = []
+        for name, obj, p, shape in zip(names, objs, self._params, self._shapes):
+            g = A.as_array(obj, name, self._cuda)
+            if np.dtype(g.dtype) != np.dtype(p.dtype):
+                raise DTypeError(f"{name} must have the dtype of its parameter ({p.dtype}); "
+                                 f"got {np.dtype(g.dtype)}")
+            if tuple(g.shape) != shape and not (self._structure == "flat" and g.size == p.size
+                                                 and g.ndim == 1):
+                raise ShapeError(f"{name} must have the shape of its parameter {shape}; "
+                                 f"got {tuple(g.shape)}")
+            g = A.flat(A.contiguous_input(g, name, self._cuda))
+            for j, q in enumerate(self._params):
+                if g.size and q.size and _overlap(g, q):
+                    raise ShapeError(f"{name} must not share memory with params[{j}] "
+                                     "(a gradient buffer must be separate from the parameters)")
+            out.append(g)
+        return out
+
+    # state and configuration -------------------------------------------------------------------
+
+    def _state_names(self):
+        return ()
+
+    def _state_init(self, name):
+        return 0.0
+
+    def _new_state(self, p, name):
+        host = np.full(p.size, self._state_init(name), dtype=p.dtype)
+        return self._to_device(host)
+
+    def _to_device(self, host):
+        if self._cuda:
+            from numba import cuda
+
+            return cuda.to_device(host)
+        return host
+
+    @property
+    def lr(self):
+        """The learning rate: a float or a schedule (``step -> lr``). Settable between steps."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        if not callable(value):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise TypeError("lr must be a number or a schedule (a callable step -> lr); "
+                                f"got {type(value).__name__}") from None
+            if not value >= 0 or not math.isfinite(value):
+                raise ValueError(f"lr must be a non-negative number; got {value!r}")
+        self._lr = value
+        self._build_cfg()
+
+    def _build_cfg(self):
+        cfg = np.zeros(P.CFG_SIZE)
+        cfg[P.RULE] = self._rule
+        g = self.guard
+        cfg[P.CLIP_NORM] = g.clip_norm if g is not None and g.clip_norm is not None else math.inf
+        cfg[P.CHECK_FINITE] = 1.0 if g is not None and g.skip_nonfinite else 0.0
+        cfg[P.STATS] = 1.0 if g is not None else 0.0
+        s = g.scaler if g is not None else None
+        if s is not None:
+            cfg[P.USE_SCALER] = 1.0
+            cfg[P.GROWTH_FACTOR] = s.growth_factor
+            cfg[P.BACKOFF_FACTOR] = s.backoff_factor
+            cfg[P.GROWTH_INTERVAL] = s.growth_interval
+        lr = self._lr
+        if isinstance(lr, Schedule):
+            cfg[P.LR_KIND], cfg[P.LR_BASE] = lr.kind, lr.base
+            cfg[P.LR_P0], cfg[P.LR_P1], cfg[P.LR_P2] = lr.params
+        else:
+            cfg[P.LR_KIND] = P.CONSTANT
+            cfg[P.LR_BASE] = lr if not callable(lr) else math.nan
+        self._fill_cfg(cfg)
+        self._cfg_host = cfg
+        self._cfg = self._to_device(cfg)
+
+    def _fill_cfg(self, cfg):
+        """Rule-specific entries (betas, lr decay)."""
+
+    @property
+    def _clip_value(self):
+        g = self.guard
+        return g.clip_value if g is not None and g.clip_value is not None else math.inf
+
+    # the step ----------------------------------------------------------------------------------
+
+    def step(self, grads=None):
+        """Apply one update from ``grads`` (same structure as the parameters; omitted for a
+        ``FlatParams``, whose ``grad`` buffer is used). Returns a ``StepInfo``.
+
+        Raises ``NonFiniteError`` after ``guard.max_consecutive_skips`` skipped steps in a row.
+        """
+        gs = self._grad_arrays(grads)
+        k = self._kernels
+        if self.guard is not None:
+            for g in gs:
+                k.grad_stats(self._red, g, self._ctl, self._clip_value)
+        if callable(self._lr) and not isinstance(self._lr, Schedule):
+            # A user callable is evaluated on the host at the applied-step count (on the GPU
+            # reading that count synchronizes; built-in schedules avoid it).
+            lr = float(self._lr(int(self._read_ctl()[P.STEP])))
+            if not lr >= 0 or not math.isfinite(lr):
+                raise ValueError(f"lr schedule must return a non-negative number; got {lr!r}")
+            self._cfg_host[P.LR_BASE] = lr
+            self._cfg = self._to_device(self._cfg_host)
+        k.plan_step(self._ctl, self._red, self._cfg)
+        for i, (p, g) in enumerate(zip(self._params, gs)):
+            self._update(i, p, g)
+        info = StepInfo.from_ctl(self._ctl, self.guard is not None)
+        limit = self.guard.max_consecutive_skips if self.guard is not None else None
+        if limit is not None and info.consecutive_skips >= limit:
+            raise NonFiniteError(
+                f"gradients must be finite; got NaN/Inf in {info.consecutive_skips} steps in a "
+                f"row (max_consecutive_skips={limit}); {info.skipped_total} skipped in total "
+                "(lower the learning rate, check the loss, or enable a LossScaler)")
+        return info
+
+    def _read_ctl(self):
+        return self._ctl.copy_to_host() if self._cuda else self._ctl
+
+    # checkpoints -------------------------------------------------------------------------------
+
+    def state_dict(self):
+        """Host copies of everything a resumed run needs: kind, hyper-parameters, the control
+        state (step counter, loss scale, skip counts) and every state buffer."""
+        host = (lambda a: a.copy_to_host()) if self._cuda else (lambda a: a.copy())
+        return {
+            "kind": type(self).__name__,
+            "hyper": dict(self._hyper, lr=self._lr if not callable(self._lr) else None),
+            "ctl": host(self._ctl),
+            "state": {name: [host(a) for a in arrays] for name, arrays in self.state.items()},
+        }
+
+    def load_state_dict(self, state):
+        """Restore ``state_dict()`` output. Everything is checked before anything is written:
+        a checkpoint of another kind, with other buffers, shapes or dtypes is refused."""
+        self._check_state_dict(state)
+        for name, arrays in self.state.items():
+            for dst, src in zip(arrays, state["state"][name]):
+                self._write(dst, np.asarray(src).reshape(-1))
+        self._write(self._ctl, np.asarray(state["ctl"], dtype=np.float64))
+        for key, value in state["hyper"].items():
+            if key == "lr":
+                if value is not None and not callable(self._lr):
+                    self._lr = float(value)
+            else:
+                self._hyper[key] = value
+        self._build_cfg()
+
+    def _check_state_dict(self, state):
+        kind = type(self).__name__
+        try:
+            got_kind, hyper, ctl, buffers = (state["kind"], state["hyper"], state["ctl"],
+                                             state["state"])
+        except (KeyError, TypeError):
+            raise ValueError("state must be a dict from state_dict() with kind, hyper, ctl and "
+                             "state") from None
+        if got_kind != kind:
+            raise ValueError(f"state must be of a {kind} optimizer; got one of {got_kind}")
+        if set(hyper) != set(self._hyper) | {"lr"}:
+            raise ValueError(f"state hyper-parameters must be {sorted(set(self._hyper) | {'lr'})}"
+                             f"; got {sorted(hyper)}")
+        for key in ("amsgrad", "centered", "nesterov", "decoupled_weight_decay"):
+            if key in self._hyper and bool(hyper[key]) != bool(self._hyper[key]):
+                raise ValueError(f"state must come from an optimizer with {key}="
+                                 f"{self._hyper[key]}; got {key}={hyper[key]}")
+        ctl = np.asarray(ctl)
+        if ctl.shape != (P.CTL_SIZE,) or ctl.dtype != np.float64:
+            raise ShapeError(f"state ctl must be float64 of shape ({P.CTL_SIZE},); got "
+                             f"{ctl.dtype} {ctl.shape}")
+        if set(buffers) != set(self.state):
+            raise ValueError(f"state buffers must be {sorted(self.state)}; got {sorted(buffers)}")
+        for name, arrays in self.state.items():
+            if len(buffers[name]) != len(arrays):
+                raise ShapeError(f"state {name!r} must hold {len(arrays)} arrays; got "
+                                 f"{len(buffers[name])}")
+            for i, (dst, src) in enumerate(zip(arrays, buffers[name])):
+                src = np.asarray(src)
+                if src.size != dst.size:
+                    raise ShapeError(f"state {name}[{i}] must have {dst.size} elements; got "
+                                     f"shape {src.shape}")
+                if src.dtype != dst.dtype:
+                    raise DTypeError(f"state {name}[{i}] must be {dst.dtype}; got {src.dtype}")
+
+    def _write(self, dst, src):
+        if self._cuda:
+            dst.copy_to_device(np.ascontiguousarray(src))
+        else:
+            dst[...] = src
+
+    def __repr__(self):
+        hyper = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
+        return f"{type(self).__name__}(lr={self._lr!r}, {hyper}, guard={self.guard!r})"
+
+
+def _check_unit(value, name, *, upper_open=True):
+    v = float(value)
+    if not (0.0 <= v < 1.0 if upper_open else 0.0 <= v <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1{')' if upper_open else ']'}; got {value!r}")
+    return v
+
+
+def _check_nonneg(value, name):
+    v = float(value)
+    if not v >= 0.0 or not math.isfinite(v):
+        raise ValueError(f"{name} must be a non-negative number; got {value!r}")
+    return v
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay
+    (``torch.optim.SGD``; see ``fastml.kernels.cpu.sgd`` for the update equation)."""
+
+    _rule = P.SGD
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+                 weight_decay=0.0, maximize=False, guard=None):
+        momentum = _check_nonneg(momentum, "momentum")
+        dampening = _check_nonneg(dampening, "dampening")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov must come with momentum > 0 and dampening = 0; got "
+                             f"momentum={momentum!r}, dampening={dampening!r}")
+        super().__init__(params, lr, guard, momentum=momentum, dampening=dampening,
+                         nesterov=bool(nesterov),
+                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
+                         maximize=bool(maximize))
+
+    def _state_names(self):
+        return ("momentum_buffer",) if self._hyper["momentum"] != 0 else ()
+
+    def _update(self, i, p, g):
+        h = self._hyper
+        buf = self.state["momentum_buffer"][i] if "momentum_buffer" in self.state else p[:0]
+        self._kernels.sgd_step(p, g, buf, self._ctl, h["momentum"], h["dampening"],
+                               h["nesterov"], h["weight_decay"], h["maximize"], self._clip_value)
+
+
+class Adam(Optimizer):
+    """Adam, with L2 or decoupled weight decay and AMSGrad (``torch.optim.Adam``; see
+    ``fastml.kernels.cpu.adam`` for the update equation)."""
+
+    _rule = P.ADAM
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False, amsgrad=False, maximize=False, guard=None):
+        try:
+            beta1, beta2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}") from None
+        super().__init__(params, lr, guard, beta1=_check_unit(beta1, "betas[0]"),
+                         beta2=_check_unit(beta2, "betas[1]"), eps=_check_nonneg(eps, "eps"),
+                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
+                         decoupled_weight_decay=bool(decoupled_weight_decay),
+                         amsgrad=bool(amsgrad), maximize=bool(maximize))
+
+    def _state_names(self):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self._hyper["amsgrad"] else ())
+
+    def _fill_cfg(self, cfg):
+        cfg[P.BETA1], cfg[P.BETA2] = self._hyper["beta1"], self._hyper["beta2"]
+
+    def _update(self, i, p, g):
+        h, s = self._hyper, self.state
+        vmax = s["max_exp_avg_sq"][i] if h["amsgrad"] else p[:0]
+        self._kernels.adam_step(p, g, s["exp_avg"][i], s["exp_avg_sq"][i], vmax, self._ctl,
+                                h["beta1"], h["beta2"], h["eps"], h["weight_decay"],
+                                h["decoupled_weight_decay"], h["amsgrad"], h["maximize"],
+                                self._clip_value)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``torch.optim.AdamW``): ``p <- p (1 - lr wd)``."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, maximize=False, guard=None):
+        super().__init__(params, lr, betas, eps, weight_decay, True, amsgrad, maximize, guard)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, centered and with momentum (``torch.optim.RMSprop``; see
+    ``fastml.kernels.cpu.rmsprop`` for the update equation)."""
+
+    _rule = P.RMSPROP
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, maximize=False, guard=None):
+        super().__init__(params, lr, guard, alpha=_check_unit(alpha, "alpha", upper_open=False),
+                         eps=_check_nonneg(eps, "eps"),
+                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
+                         momentum=_check_nonneg(momentum, "momentum"), centered=bool(centered),
+                         maximize=bool(maximize))
+
+    def _state_names(self):
+        h = self._hyper
+        return (("square_avg",) + (("grad_avg",) if h["centered"] else ())
+                + (("momentum_buffer",) if h["momentum"] > 0 else ()))
+
+    def _update(self, i, p, g):
+        h, s = self._hyper, self.state
+        ga = s["grad_avg"][i] if h["centered"] else p[:0]
+        buf = s["momentum_buffer"][i] if h["momentum"] > 0 else p[:0]
+        self._kernels.rmsprop_step(p, g, s["square_avg"][i], ga, buf, self._ctl, h["alpha"],
+                                   h["eps"], h["weight_decay"], h["momentum"], h["centered"],
+                                   h["maximize"], self._clip_value)
+
+
+class Adagrad(Optimizer):
+    """Adagrad with learning-rate decay and an initial accumulator (``torch.optim.Adagrad``;
+    see ``fastml.kernels.cpu.adagrad`` for the update equation)."""
+
+    _rule = P.ADAGRAD
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, maximize=False, guard=None):
+        super().__init__(params, lr, guard, lr_decay=_check_nonneg(lr_decay, "lr_decay"),
+                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
+                         initial_accumulator_value=_check_nonneg(initial_accumulator_value,
+                                                                 "initial_accumulator_value"),
+                         eps=_check_nonneg(eps, "eps"), maximize=bool(maximize))
+
+    def _state_names(self):
+        return ("sum",)
+
+    def _state_init(self, name):
+        return self._hyper["initial_accumulator_value"]
+
+    def _fill_cfg(self, cfg):
+        cfg[P.LR_DECAY] = self._hyper["lr_decay"]
+
+    def _update(self, i, p, g):
+        h = self._hyper
+        self._kernels.adagrad_step(p, g, self.state["sum"][i], self._ctl, h["eps"],
+                                   h["weight_decay"], h["maximize"], self._clip_value)
