@@ -1,6 +1,6 @@
 """fastml: compiled fused kernels for training loops (CPU via Numba, GPU via numba-cuda)."""
 
-from . import errors, schedules
+from . import errors, metrics, schedules
 from .checkpoint import load, save
 from .errors import DeviceError, DTypeError, NonFiniteError, ShapeError
 from .guards import Guard, LossScaler, StepInfo, all_finite, clip_grad_norm, global_norm
@@ -14,5 +14,6 @@ __all__ = [
     "SGD", "Adagrad", "Adam", "AdamW", "DTypeError", "DeviceError", "FlatParams", "Guard",
     "LossGrad", "LossGradPred", "LossScaler", "NonFiniteError", "Optimizer", "RMSprop",
     "ShapeError", "StepInfo", "all_finite", "bce_with_logits", "clip_grad_norm",
-    "cross_entropy", "errors", "global_norm", "huber", "l1", "load", "mse", "save", "schedules",
+    "cross_entropy", "errors", "global_norm", "huber", "l1", "load", "metrics", "mse", "save",
+    "schedules",
 ]

@@ -4,6 +4,7 @@ from ._math import exp32, fast_exp
 from .adagrad import adagrad_step
 from .adam import adam_step
 from .bce_with_logits import bce_with_logits_fwd_bwd
+from .confusion import confusion_counts, confusion_counts_argmax, confusion_counts_thresholded
 from .cross_entropy import MEAN, NONE, SUM, cross_entropy_fwd_bwd
 from .grad_stats import grad_stats, scale_inplace
 from .labels import first_bad_label
@@ -11,10 +12,12 @@ from .regression import huber_fwd_bwd, l1_fwd_bwd, mse_fwd_bwd
 from .rmsprop import rmsprop_step
 from .sgd import sgd_step
 from .step_plan import plan_step, schedule_lr
+from .top_k import top_k_hits
 
 __all__ = [
     "MEAN", "NONE", "SUM",
-    "adagrad_step", "adam_step", "bce_with_logits_fwd_bwd", "cross_entropy_fwd_bwd", "exp32",
+    "adagrad_step", "adam_step", "bce_with_logits_fwd_bwd", "confusion_counts",
+    "confusion_counts_argmax", "confusion_counts_thresholded", "cross_entropy_fwd_bwd", "exp32",
     "fast_exp", "first_bad_label", "grad_stats", "huber_fwd_bwd", "l1_fwd_bwd", "mse_fwd_bwd",
-    "plan_step", "rmsprop_step", "scale_inplace", "schedule_lr", "sgd_step",
+    "plan_step", "rmsprop_step", "scale_inplace", "schedule_lr", "sgd_step", "top_k_hits",
 ]
