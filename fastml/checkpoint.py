@@ -18,13 +18,16 @@ def save(path, opt):
     """Write ``opt``'s parameters and ``state_dict()`` to ``path`` (an ``.npz`` file)."""
     state = opt.state_dict()
     arrays = {"ctl": state["ctl"]}
-    for i, p in enumerate(opt._params):
-        arrays[f"param/{i}"] = p.copy_to_host() if hasattr(p, "copy_to_host") else p
+    for i, (p, shape) in enumerate(zip(opt._params, opt._shapes, strict=True)):
+        host = p.copy_to_host() if hasattr(p, "copy_to_host") else p
+        arrays[f"param/{i}"] = host.reshape(shape)  # the user's shape, checked on load
     for name, buffers in state["state"].items():
         for i, a in enumerate(buffers):
             arrays[f"state/{name}/{i}"] = a
     meta = {"format": _FORMAT, "kind": state["kind"], "hyper": state["hyper"],
-            "n_params": len(opt._params), "state": {k: len(v) for k, v in state["state"].items()}}
+            "n_params": len(opt._params), "state": {k: len(v) for k, v in state["state"].items()},
+            "scaler": state["scaler"],
+            "layout": _layout(opt)}
     arrays["meta"] = np.array(json.dumps(meta))  # a unicode array: loads without pickle
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -39,6 +42,12 @@ def save(path, opt):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _layout(opt):
+    """A FlatParams' names and shapes, as JSON keeps them (None for arrays)."""
+    flat = opt._flat
+    return None if flat is None else [[name, list(shape)] for name, shape in flat.shapes.items()]
 
 
 def load(path, opt):
@@ -59,12 +68,15 @@ def load(path, opt):
                              f"{meta['n_params']}")
         params = [f[f"param/{i}"] for i in range(meta["n_params"])]
         state = {"kind": meta["kind"], "hyper": meta["hyper"], "ctl": f["ctl"],
+                 "scaler": meta.get("scaler"),
                  "state": {name: [f[f"state/{name}/{i}"] for i in range(count)]
                            for name, count in meta["state"].items()}}
-    for i, (src, dst) in enumerate(zip(params, opt._params)):
-        if src.size != dst.size:
-            raise ShapeError(f"checkpoint param {i} must have {dst.size} elements; got shape "
-                             f"{src.shape}")
+    if meta.get("layout") != _layout(opt):
+        raise ShapeError(f"checkpoint FlatParams layout must be {_layout(opt)}; got "
+                         f"{meta.get('layout')}")
+    for i, (src, dst, shape) in enumerate(zip(params, opt._params, opt._shapes, strict=True)):
+        if src.shape != shape:
+            raise ShapeError(f"checkpoint param {i} must have shape {shape}; got {src.shape}")
         if src.dtype != dst.dtype:
             raise DTypeError(f"checkpoint param {i} must be {dst.dtype}; got {src.dtype}")
     opt._check_state_dict(state)

@@ -9,7 +9,6 @@ parameters and every state buffer bitwise unchanged. ``global_norm``, ``all_fini
 
 import math
 import operator
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,9 +42,12 @@ class LossScaler:
     def __init__(self, init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5,
                  growth_interval=2000):
         self.init_scale = _positive(init_scale, "init_scale", allow_none=False)
+        # An infinite scale makes every scaled loss Inf/NaN: every step would be skipped.
+        if not math.isfinite(self.init_scale):
+            raise ValueError(f"init_scale must be a positive finite number; got {init_scale!r}")
         self.growth_factor = float(growth_factor)
-        if not self.growth_factor > 1.0:
-            raise ValueError(f"growth_factor must be > 1; got {growth_factor!r}")
+        if not 1.0 < self.growth_factor < math.inf:
+            raise ValueError(f"growth_factor must be > 1 and finite; got {growth_factor!r}")
         self.backoff_factor = float(backoff_factor)
         if not 0.0 < self.backoff_factor < 1.0:
             raise ValueError(f"backoff_factor must be in (0, 1); got {backoff_factor!r}")
@@ -116,34 +118,82 @@ def _host(a):
     return a.copy_to_host() if hasattr(a, "copy_to_host") else a
 
 
-@dataclass(frozen=True)
+_FIELDS = ("applied", "grad_norm", "clip_coef", "scale", "lr", "step", "skipped_total",
+           "consecutive_skips")
+
+
+def _fields(c, guarded):
+    """StepInfo's field values from a host copy of ``ctl``."""
+    norm = float(c[P.NORM])
+    return (bool(c[P.APPLIED]), norm if guarded else None, float(c[P.CLIP_COEF]),
+            float(c[P.SCALE_USED]), float(c[P.LR]), int(c[P.STEP]), int(c[P.SKIPPED]),
+            int(c[P.CONSEC]))
+
+
 class StepInfo:
-    """What one ``step()`` did.
+    """What one ``step()`` did (read-only fields).
 
     ``applied``: the update was applied (False: skipped, nothing changed). ``grad_norm``: global
     L2 norm of the unscaled gradients (None without a guard). ``clip_coef``: the factor the norm
     clip applied (1.0 when it did not clip). ``scale``: the loss scale this step's gradients were
     divided by. ``lr``: the learning rate used. ``step``: applied steps so far.
     ``skipped_total`` and ``consecutive_skips`` count skipped steps.
+
+    On the CPU every field is filled when ``step()`` returns. On the GPU ``step()`` does not wait
+    for the device: the StepInfo holds a device-side snapshot of the step's control state, and
+    the first read of any field copies it to the host (that read waits for the step's kernels;
+    later reads use the host copy). Snapshots live in a ring of ``fastml._snapshots.SLOTS`` (64)
+    rows per optimizer, so first-read a GPU StepInfo within that many further steps: later, the
+    read raises ``RuntimeError`` rather than return another step's values. With
+    ``Guard(max_consecutive_skips=...)`` the step itself reads the snapshot (and so waits).
     """
 
-    applied: bool
-    grad_norm: float | None
-    clip_coef: float
-    scale: float
-    lr: float
-    step: int
-    skipped_total: int
-    consecutive_skips: int
+    __slots__ = ("_values", "_snapshot", "_guarded")
+
+    def __init__(self, applied, grad_norm, clip_coef, scale, lr, step, skipped_total,
+                 consecutive_skips):
+        self._values = (applied, grad_norm, clip_coef, scale, lr, step, skipped_total,
+                        consecutive_skips)
+        self._snapshot = self._guarded = None
 
     @classmethod
     def from_ctl(cls, ctl, guarded):
-        c = _host(ctl)
-        norm = float(c[P.NORM])
-        return cls(applied=bool(c[P.APPLIED]), grad_norm=norm if guarded else None,
-                   clip_coef=float(c[P.CLIP_COEF]), scale=float(c[P.SCALE_USED]),
-                   lr=float(c[P.LR]), step=int(c[P.STEP]), skipped_total=int(c[P.SKIPPED]),
-                   consecutive_skips=int(c[P.CONSEC]))
+        """Read now from ``ctl`` (a host array, or a device array: then this copy waits)."""
+        return cls(*_fields(_host(ctl), guarded))
+
+    @classmethod
+    def deferred(cls, snapshot, guarded):
+        """Read on first access from ``snapshot.read()`` (a host copy of ``ctl``)."""
+        info = cls.__new__(cls)
+        info._values, info._snapshot, info._guarded = None, snapshot, guarded
+        return info
+
+    def _get(self):
+        if self._values is None:
+            self._values = _fields(self._snapshot.read(), self._guarded)
+            self._snapshot = None
+        return self._values
+
+    applied = property(lambda self: self._get()[0])
+    grad_norm = property(lambda self: self._get()[1])
+    clip_coef = property(lambda self: self._get()[2])
+    scale = property(lambda self: self._get()[3])
+    lr = property(lambda self: self._get()[4])
+    step = property(lambda self: self._get()[5])
+    skipped_total = property(lambda self: self._get()[6])
+    consecutive_skips = property(lambda self: self._get()[7])
+
+    def __eq__(self, other):
+        if not isinstance(other, StepInfo):
+            return NotImplemented
+        return self._get() == other._get()
+
+    def __hash__(self):
+        return hash(self._get())
+
+    def __repr__(self):
+        values = ", ".join(f"{k}={v!r}" for k, v in zip(_FIELDS, self._get(), strict=True))
+        return f"StepInfo({values})"
 
 
 # Stand-alone gradient checks -------------------------------------------------------------------

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from . import _arrays as A
+from ._snapshots import CtlSnapshots
 from .errors import DTypeError, NonFiniteError, ShapeError
 from .guards import Guard, StepInfo
 from .kernels import step_plan as P
@@ -66,6 +67,8 @@ class Optimizer:
         ctl[P.NORM] = ctl[P.LR] = math.nan
         self._ctl = self._to_device(ctl)
         self._red = self._to_device(np.zeros(P.RED_SIZE))
+        # GPU: where each step's control state is copied for its StepInfo (see StepInfo).
+        self._snapshots = CtlSnapshots() if self._cuda else None
         if scaler is not None:
             scaler._ctl = self._ctl
 
@@ -205,28 +208,41 @@ class Optimizer:
 
     def step(self, grads=None):
         """Apply one update from ``grads`` (same structure as the parameters; omitted for a
-        ``FlatParams``, whose ``grad`` buffer is used). Returns a ``StepInfo``.
+        ``FlatParams``, whose ``grad`` buffer is used). Returns a ``StepInfo`` (on the GPU it
+        reads the device when first asked, so ``step()`` itself does not wait for the device).
 
         Raises ``NonFiniteError`` after ``guard.max_consecutive_skips`` skipped steps in a row.
         """
         gs = self._grad_arrays(grads)
         k = self._kernels
-        if self.guard is not None:
-            for g in gs:
-                k.grad_stats(self._red, g, self._ctl, self._clip_value)
         if callable(self._lr) and not isinstance(self._lr, Schedule):
             # A user callable is evaluated on the host at the applied-step count (on the GPU
-            # reading that count synchronizes; built-in schedules avoid it).
+            # reading that count synchronizes; built-in schedules avoid it). It runs before the
+            # guard pass, so a callable that fails leaves no statistics behind in red.
             lr = float(self._lr(int(self._read_ctl()[P.STEP])))
             if not lr >= 0 or not math.isfinite(lr):
                 raise ValueError(f"lr schedule must return a non-negative number; got {lr!r}")
             self._cfg_host[P.LR_BASE] = lr
             self._cfg = self._to_device(self._cfg_host)
-        k.plan_step(self._ctl, self._red, self._cfg)
+        if self.guard is not None:
+            for g in gs:
+                k.grad_stats(self._red, g, self._ctl, self._clip_value)
+        guarded = self.guard is not None
+        if self._cuda:
+            # The plan and a snapshot of its result in one launch; the StepInfo reads the
+            # snapshot when first asked, so the host does not wait for the device here.
+            snap = self._snapshots.take()
+            k.plan_step_snapshot(self._ctl, self._red, self._cfg, self._snapshots.ring, snap.row)
+        else:
+            k.plan_step(self._ctl, self._red, self._cfg)
         for i, (p, g) in enumerate(zip(self._params, gs)):
             self._update(i, p, g)
-        info = StepInfo.from_ctl(self._ctl, self.guard is not None)
-        limit = self.guard.max_consecutive_skips if self.guard is not None else None
+        if self._cuda:
+            info = StepInfo.deferred(snap, guarded)
+        else:
+            info = StepInfo.from_ctl(self._ctl, guarded)
+        limit = self.guard.max_consecutive_skips if guarded else None
+        # On the GPU this read of the skip count waits for the step (only with a limit set).
         if limit is not None and info.consecutive_skips >= limit:
             raise NonFiniteError(
                 f"gradients must be finite; got NaN/Inf in {info.consecutive_skips} steps in a "
@@ -247,6 +263,7 @@ class Optimizer:
             "kind": type(self).__name__,
             "hyper": dict(self._hyper, lr=self._lr if not callable(self._lr) else None),
             "ctl": host(self._ctl),
+            "scaler": self.guard is not None and self.guard.scaler is not None,
             "state": {name: [host(a) for a in arrays] for name, arrays in self.state.items()},
         }
 
@@ -257,7 +274,16 @@ class Optimizer:
         for name, arrays in self.state.items():
             for dst, src in zip(arrays, state["state"][name]):
                 self._write(dst, np.asarray(src).reshape(-1))
-        self._write(self._ctl, np.asarray(state["ctl"], dtype=np.float64))
+        ctl = np.array(state["ctl"], dtype=np.float64)
+        scaler = self.guard.scaler if self.guard is not None else None
+        if scaler is None:
+            # The loss scale belongs to a scaler: without one, gradients are not scaled, so a
+            # checkpoint of a scaled run must not make this optimizer divide them.
+            ctl[P.SCALE], ctl[P.GROWTH] = 1.0, 0.0
+        elif state.get("scaler") is False:
+            # A run without a scaler recorded scale 1; a scaler starts from its own init_scale.
+            ctl[P.SCALE], ctl[P.GROWTH] = scaler.init_scale, 0.0
+        self._write(self._ctl, ctl)
         for key, value in state["hyper"].items():
             if key == "lr":
                 if value is not None and not callable(self._lr):

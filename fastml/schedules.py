@@ -45,6 +45,9 @@ def constant(lr):
 def step_decay(lr, step_size, gamma=0.1):
     """``lr * gamma ** (step // step_size)`` (PyTorch's ``StepLR``)."""
     _positive(step_size, "step_size")
+    # A negative gamma would give a negative lr at every other decay, which the plan applies.
+    if not gamma >= 0 or not math.isfinite(gamma):
+        raise ValueError(f"gamma must be a non-negative number; got {gamma!r}")
     return Schedule(P.STEP_DECAY, _lr(lr), step_size, gamma,
                     text=f"step_decay({lr!r}, {step_size!r}, gamma={gamma!r})")
 

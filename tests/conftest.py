@@ -2,6 +2,9 @@
 
 CUDA kernels run in numba-cuda's simulator unless ``FASTML_REAL_GPU=1`` (then on the real GPU).
 The variable must be set before numba is first imported, hence here, at the top.
+
+Tests that take the ``device`` fixture run once per device; the CUDA run carries the ``cuda``
+marker, so ``-m "not cuda"`` leaves it out. Array helpers live in ``tests/helpers.py``.
 """
 
 import os
@@ -9,11 +12,25 @@ import os
 if os.environ.get("FASTML_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-import numpy as np  # noqa: E402
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 
 REAL_GPU = os.environ.get("FASTML_REAL_GPU") == "1"
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 DEVICES = ["cpu", "cuda"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_simulator_barriers():
+    # The simulator's block manager busy-polls its threads while holding the GIL, so each
+    # syncthreads costs about one interpreter switch interval (5 ms by default) per waiting
+    # thread; a shorter interval makes the simulated reductions several times faster.
+    before = sys.getswitchinterval()
+    if SIMULATOR:
+        sys.setswitchinterval(5e-5)
+    yield
+    sys.setswitchinterval(before)
 
 
 @pytest.fixture(params=DEVICES)
@@ -22,17 +39,31 @@ def device(request):
     return request.param
 
 
-def to_device(a, device):
-    """Put a NumPy array where ``device`` says (None passes through)."""
-    if a is None or device == "cpu":
-        return a
-    from numba import cuda
-
-    return cuda.to_device(np.ascontiguousarray(a))
+def pytest_collection_modifyitems(items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("device") == "cuda":
+            item.add_marker(pytest.mark.cuda)
 
 
-def to_host(a):
-    """A NumPy copy of a CPU array, device array or NumPy scalar."""
-    if hasattr(a, "copy_to_host"):
-        return a.copy_to_host()
-    return np.asarray(a)
+@pytest.fixture
+def restore_num_threads():
+    """Give back numba's thread count after a test that changes it."""
+    import numba
+
+    before = numba.get_num_threads()
+    yield numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread(restore_num_threads):
+    """Run a test on one numba thread (restored afterwards).
+
+    For long option matrices of tiny arrays: on a busy 2-core machine every parallel launch
+    waits for a second thread to be scheduled (milliseconds each). Kernels whose results do not
+    depend on the thread count (tests/test_guards.py checks 1 vs 2 threads bitwise) lose nothing.
+    """
+    import numba
+
+    numba.set_num_threads(1)

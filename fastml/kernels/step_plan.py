@@ -100,15 +100,21 @@ def plan_step(ctl, red, cfg):
     ctl[SCALE_USED] = ctl[SCALE]
     ctl[UNSCALE] = 1.0 / ctl[SCALE]
     coef = 1.0
-    if cfg[CLIP_NORM] < math.inf and finite:
-        coef = min(1.0, cfg[CLIP_NORM] / (norm + CLIP_EPS))
+    if cfg[CLIP_NORM] < math.inf:
+        # PyTorch's clamp(max=1) keeps a NaN coefficient (NaN norm) and gives 0 for an Inf
+        # norm; it only matters when a non-finite step is applied (skip_nonfinite=False).
+        # Written as a comparison: CUDA's fmin would drop the NaN.
+        coef = cfg[CLIP_NORM] / (norm + CLIP_EPS)
+        coef = 1.0 if coef > 1.0 else coef
     ctl[CLIP_COEF] = coef
     if cfg[USE_SCALER] != 0.0:
         # torch.amp.GradScaler.update: back off on overflow, grow after growth_interval clean steps.
         if finite:
             ctl[GROWTH] += 1.0
             if ctl[GROWTH] >= cfg[GROWTH_INTERVAL]:
-                ctl[SCALE] = ctl[SCALE] * cfg[GROWTH_FACTOR]
+                grown = ctl[SCALE] * cfg[GROWTH_FACTOR]
+                if grown < math.inf:  # GradScaler keeps the old scale rather than overflow
+                    ctl[SCALE] = grown
                 ctl[GROWTH] = 0.0
         else:
             ctl[SCALE] = ctl[SCALE] * cfg[BACKOFF_FACTOR]

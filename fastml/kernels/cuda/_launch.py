@@ -1,0 +1,132 @@
+"""Launch geometry, per-stream device scratch and the deterministic block/grid reductions shared
+by the CUDA launchers.
+
+Reductions never use float atomics: each block writes one float64 partial sum into a scratch
+buffer, then a one-block kernel adds the partials in a fixed order. The number of blocks depends
+only on the problem size (a fixed cap, not the device's SM count), so a sum is bitwise the same on
+every run and every card.
+
+Under numba-cuda's simulator (``NUMBA_ENABLE_CUDASIM=1``) every simulated thread is a Python
+thread, so the launchers shrink the grid to a couple of 32-thread blocks. Nothing else differs.
+"""
+
+import threading
+
+import numpy as np
+from numba import config, cuda, float64
+
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+#: Threads per block of the element-wise kernels and of the finishing kernels (a power of two).
+THREADS = 32 if SIMULATOR else 256
+#: Upper bound on blocks per grid: a grid-stride loop covers the rest. 1024 x 256 threads fill an
+#: H100 (132 SMs x 2048 threads) about once.
+MAX_BLOCKS = 2 if SIMULATOR else 1024
+#: Static shared-memory length of the kernels that run THREADS threads (>= THREADS).
+SHARED = 256
+
+# Layout of the float64 scratch buffer (offsets in elements). Each region holds one partial sum
+# per block of the kernel that fills it.
+PARTIALS = 1024  # >= MAX_BLOCKS
+LOSS_OFF = 0  # loss partial sums
+DENOM_OFF = PARTIALS  # cross-entropy: sum of w[y] over kept rows
+KEPT_OFF = 2 * PARTIALS  # cross-entropy: number of kept rows
+WSUM_OFF = 3 * PARTIALS  # cross-entropy: sum of the class weights
+FACTOR = 4 * PARTIALS  # cross-entropy: 1/D for a mean (read by the main and finishing kernels)
+WTOTAL = FACTOR + 1  # cross-entropy: sum of the class weights, reduced
+SCRATCH_LEN = FACTOR + 2
+
+_MAX_CACHED = 64
+_local = threading.local()
+
+
+def grid(work, per_block):
+    """Blocks for ``work`` items at ``per_block`` items per block (per grid-stride step)."""
+    return max(1, min(MAX_BLOCKS, -(-work // per_block)))
+
+
+def as_device(a):
+    """A numba device array over ``a`` (any ``__cuda_array_interface__`` object), zero-copy."""
+    return a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)
+
+
+def _stream_key(stream):
+    if isinstance(stream, int):
+        return stream
+    handle = getattr(stream, "handle", None)
+    try:
+        return int(getattr(handle, "value", handle) or 0)
+    except (TypeError, ValueError):
+        return id(stream)
+
+
+def _scratch(kind, length, dtype, stream):
+    # One buffer per (context, stream, host thread): kernels queued on one stream run in order,
+    # so consecutive calls can reuse it without a race, and nothing is allocated (or freed, which
+    # would synchronize) per call. The host thread is part of the key because with per-thread
+    # default streams, stream 0 of two threads are two streams. The cached value keeps the
+    # context and stream objects alive, so their ids and handles cannot be reused meanwhile.
+    cache = _local.__dict__.setdefault("cache", {})
+    ctx = None if SIMULATOR else cuda.current_context()
+    key = (kind, id(ctx), _stream_key(stream))
+    hit = cache.get(key)
+    if hit is not None:
+        return hit[2]
+    if len(cache) >= _MAX_CACHED:
+        cache.pop(next(iter(cache)))
+    buf = cuda.device_array(length, dtype=dtype, stream=stream)
+    cache[key] = (ctx, stream, buf)
+    return buf
+
+
+def scratch(stream=0):
+    """The float64 scratch buffer (``SCRATCH_LEN`` long) private to this stream."""
+    return _scratch("f8", SCRATCH_LEN, np.float64, stream)
+
+
+def index_scratch(stream=0):
+    """A one-element int64 scratch buffer private to this stream."""
+    return _scratch("i8", 1, np.int64, stream)
+
+
+@cuda.jit(device=True)
+def block_sum(sh, value):
+    """Sum of ``value`` over the block, returned to every thread. Every thread must call it.
+
+    ``blockDim.x`` must be a power of two no larger than ``sh``. The tree adds in a fixed order,
+    so the result does not depend on thread timing.
+    """
+    t = cuda.threadIdx.x
+    cuda.syncthreads()  # a previous call's result may still be being read from sh[0]
+    sh[t] = value
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if t < stride:
+            sh[t] += sh[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    return sh[0]
+
+
+# One block adds the per-block partials: thread t takes partials t, t + T, ... in order, then a
+# shared-memory tree. The loss is written on the device, so a reduced loss never costs a host
+# round trip.
+@cuda.jit
+def _sum_partials_kernel(loss, buf, offset, nparts, loss_factor, use_factor):
+    sh = cuda.shared.array(SHARED, float64)
+    s = 0.0
+    for k in range(cuda.threadIdx.x, nparts, cuda.blockDim.x):
+        s += buf[offset + k]
+    total = block_sum(sh, s)
+    if cuda.threadIdx.x == 0:
+        f = loss_factor
+        if use_factor:
+            f = f * buf[FACTOR]
+        loss[0] = total * f
+
+
+def sum_partials(loss, buf, nparts, loss_factor, stream, use_factor=False):
+    """``loss[0] = sum(buf[:nparts]) * loss_factor`` (times ``buf[FACTOR]`` if ``use_factor``)."""
+    _sum_partials_kernel[1, THREADS, stream](loss, buf, LOSS_OFF, nparts, float(loss_factor),
+                                             use_factor)

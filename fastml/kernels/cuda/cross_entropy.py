@@ -1,0 +1,309 @@
+"""Softmax cross-entropy on the GPU: loss, gradient and (optionally) the row argmax in one pass.
+
+Same formulas as the CPU kernel. For a row x with label y, class weights w (all 1 when
+unweighted), W = sum_c w_c, smoothing eps and C classes, with lse = log sum_c exp(x_c):
+
+    l       = (1 - eps) w_y (lse - x_y) + (eps / C) sum_c w_c (lse - x_c)
+    dl/dx_j = p_j [(1 - eps) w_y + eps W / C] - (1 - eps) w_y [j == y] - (eps / C) w_j
+
+with lse - x_c evaluated as (m - x_c) + log sum_c exp(x_c - m), m the row max: two terms >= 0,
+so logits of 1e4 cancel no digits (as in the CPU kernel).
+
+A mean divides the loss and the gradient by D = sum of w_y over rows whose label is not
+``ignore_index`` (all rows ignored: factor 0; D == 0 otherwise: NaN).
+
+Layout: a group of G threads (a power of two) owns a row; a block holds T / G groups and walks
+the rows grid-stride. Per row: pass 1 reads the row once for its max (first NaN, else first
+maximum: the argmax); pass 2 sums exp(x_c - m) and, with smoothing, sum_c w_c (m - x_c); pass 3
+recomputes exp and writes the gradient. Each reduction is a shared-memory tree within the group
+(no warp shuffles, so the simulator runs the same code). x_y and everything else the loss needs
+are read in pass 1, before any thread writes, so ``grad`` may be ``logits`` itself; a thread only
+ever writes the columns it alone read. Memory sees the row read once from DRAM (passes 2 and 3 hit
+L1/L2 for any realistic C) and the gradient written once: 8 B/logit in float32.
+
+D and W come from a small pre-pass over the labels and the weights whose result stays on the
+device (``buf[FACTOR]``, ``buf[WTOTAL]``), read by the main kernel: no host round trip.
+"""
+
+import math
+
+from numba import cuda, float64, int64
+
+from . import _launch as L
+from ._launch import SHARED
+
+NONE, SUM, MEAN = 0, 1, 2
+
+
+# Pre-pass: per-block float64 partials of D (sum of w[y] over kept rows), of the kept-row count
+# and of W (sum of the class weights), for the finishing kernel below.
+@cuda.jit
+def _weight_sums_kernel(buf, labels, weight, ignore_index, need_denom, need_wsum):
+    sh = cuda.shared.array(SHARED, float64)
+    weighted = weight.shape[0] != 0
+    start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    stride = int64(cuda.gridDim.x) * cuda.blockDim.x
+    d = 0.0
+    kept = 0.0
+    if need_denom:
+        for i in range(start, labels.shape[0], stride):
+            y = labels[i]
+            if y != ignore_index:
+                kept += 1.0
+                d += float64(weight[y]) if weighted else 1.0
+    wsum = 0.0
+    if need_wsum:
+        for j in range(start, weight.shape[0], stride):
+            wsum += float64(weight[j])
+    b = cuda.blockIdx.x
+    d = L.block_sum(sh, d)
+    kept = L.block_sum(sh, kept)
+    wsum = L.block_sum(sh, wsum)
+    if cuda.threadIdx.x == 0:
+        buf[L.DENOM_OFF + b] = d
+        buf[L.KEPT_OFF + b] = kept
+        buf[L.WSUM_OFF + b] = wsum
+
+
+# One block: adds the pre-pass partials in a fixed order and leaves the mean's factor 1/D and W
+# on the device.
+@cuda.jit
+def _weight_sums_finish_kernel(buf, nparts):
+    sh = cuda.shared.array(SHARED, float64)
+    d = 0.0
+    kept = 0.0
+    wsum = 0.0
+    for k in range(cuda.threadIdx.x, nparts, cuda.blockDim.x):
+        d += buf[L.DENOM_OFF + k]
+        kept += buf[L.KEPT_OFF + k]
+        wsum += buf[L.WSUM_OFF + k]
+    d = L.block_sum(sh, d)
+    kept = L.block_sum(sh, kept)
+    wsum = L.block_sum(sh, wsum)
+    if cuda.threadIdx.x == 0:
+        # All rows ignored: 0 (documented; PyTorch gives NaN). Zero total weight: 0/0 = NaN.
+        if kept == 0.0:
+            buf[L.FACTOR] = 0.0
+        elif d != 0.0:
+            buf[L.FACTOR] = 1.0 / d
+        else:
+            buf[L.FACTOR] = math.nan
+        buf[L.WTOTAL] = wsum
+
+
+@cuda.jit(device=True)
+def _better(v, j, best_v, best_j):
+    """Does candidate (v, j) beat (best_v, best_j) for the argmax? NumPy's and PyTorch's rule:
+    the first NaN wins, else the first maximum. ``best_j < 0`` means no candidate yet."""
+    if best_j < 0:
+        return j >= 0
+    if j < 0:
+        return False
+    if v != v:
+        return best_v == best_v or j < best_j
+    if best_v != best_v:
+        return False
+    return v > best_v or (v == best_v and j < best_j)
+
+
+def _make_kernel(block):
+    """The main kernel for blocks of ``block`` threads (its shared arrays are sized by it)."""
+
+    @cuda.jit
+    def kernel(grad, loss, pred, buf, logits, labels, weight, ignore_index, eps, grad_scale,
+               reduction, group):
+        sh_v = cuda.shared.array(block, float64)  # argmax candidate value (the row max)
+        sh_j = cuda.shared.array(block, int64)  # argmax candidate column
+        sh_s = cuda.shared.array(block, float64)  # sum_c exp(x_c - m); at the end, loss partials
+        sh_w = cuda.shared.array(block, float64)  # sum_c w_c (m - x_c)
+        n = logits.shape[0]
+        c = logits.shape[1]
+        dt = logits.dtype.type
+        tid = cuda.threadIdx.x
+        lane = tid % group
+        lead = tid - lane  # the group's first thread: its slot holds each reduced value
+        rows_per_block = cuda.blockDim.x // group
+        weighted = weight.shape[0] != 0
+        want_pred = pred.shape[0] != 0
+        factor = buf[L.FACTOR] if reduction == MEAN else 1.0
+        gf = grad_scale * factor
+        w_total = float64(c)
+        if eps != 0.0:
+            w_total = buf[L.WTOTAL] if weighted else float64(c)
+        row_stride = int64(cuda.gridDim.x) * rows_per_block
+        acc = 0.0
+        # Every thread runs the same number of iterations (rows past n idle through them), so
+        # all of them reach every barrier.
+        for first in range(int64(cuda.blockIdx.x) * rows_per_block, n, row_stride):
+            row = first + tid // group
+            active = row < n
+            y = int64(ignore_index)
+            if active:
+                y = int64(labels[row])
+            keep = active and y != ignore_index
+
+            # Pass 1: the argmax and its value, the row max. Also x_y and w_y, before any write.
+            best_v = dt(0.0)
+            best_j = int64(-1)
+            xy = 0.0
+            wy = 1.0
+            if active:
+                for j in range(lane, c, group):
+                    v = logits[row, j]
+                    if _better(v, j, best_v, best_j):
+                        best_v = v
+                        best_j = j
+                if keep:
+                    xy = float64(logits[row, y])
+                    if weighted:
+                        wy = float64(weight[y])
+            sh_v[tid] = float64(best_v)
+            sh_j[tid] = best_j
+            cuda.syncthreads()
+            step = group // 2
+            while step > 0:
+                if lane < step and _better(sh_v[tid + step], sh_j[tid + step], sh_v[tid],
+                                           sh_j[tid]):
+                    sh_v[tid] = sh_v[tid + step]
+                    sh_j[tid] = sh_j[tid + step]
+                cuda.syncthreads()
+                step //= 2
+            # The row max is the argmax's value (NaN if the row holds one: then every output of
+            # the row is NaN, as on the CPU). Subtracting it keeps exp <= 1: logits of +-1e4 are
+            # fine.
+            m = dt(sh_v[lead])
+            best = sh_j[lead]
+
+            # Pass 2: the softmax denominator and the smoothing sum, both in float64.
+            s = 0.0
+            smooth = 0.0
+            if keep:
+                m64 = float64(m)
+                for j in range(lane, c, group):
+                    v = logits[row, j]
+                    s += float64(math.exp(v - m))
+                    if eps != 0.0:
+                        d = m64 - float64(v)
+                        smooth += float64(weight[j]) * d if weighted else d
+            sh_s[tid] = s
+            sh_w[tid] = smooth
+            cuda.syncthreads()
+            step = group // 2
+            while step > 0:
+                if lane < step:
+                    sh_s[tid] += sh_s[tid + step]
+                    sh_w[tid] += sh_w[tid + step]
+                cuda.syncthreads()
+                step //= 2
+            s = sh_s[lead]
+            smooth = sh_w[lead]
+
+            # Pass 3: dl/dx_j = e_j * a - b w_j - [j == y] (1 - eps) w_y gf.
+            if active:
+                g = grad[row]
+                if keep:
+                    a = dt(gf * ((1.0 - eps) * wy + eps * w_total / c) / s)
+                    b = dt(gf * eps / c)
+                    gy = dt(gf * (1.0 - eps) * wy)
+                    for j in range(lane, c, group):
+                        gj = math.exp(logits[row, j] - m) * a
+                        if eps != 0.0:
+                            gj = gj - (b * weight[j] if weighted else b)
+                        if j == y:
+                            gj = gj - gy
+                        g[j] = gj
+                else:
+                    for j in range(lane, c, group):
+                        g[j] = dt(0.0)
+                if lane == 0:
+                    if want_pred:
+                        pred[row] = best
+                    l_row = 0.0
+                    if keep:
+                        log_s = math.log(s)
+                        l_row = (1.0 - eps) * wy * ((float64(m) - xy) + log_s)
+                        if eps != 0.0:
+                            l_row += eps / c * (w_total * log_s + smooth)
+                    if reduction == NONE:
+                        loss[row] = l_row
+                    else:
+                        acc += l_row
+        if reduction != NONE:
+            total = L.block_sum(sh_s, acc)
+            if tid == 0:
+                buf[L.LOSS_OFF + cuda.blockIdx.x] = total
+
+    return kernel
+
+
+_KERNELS = {}
+
+
+def _geometry(c):
+    """(threads per block, threads per row) for rows of ``c`` classes, both powers of two.
+
+    About 8 columns per thread, 4 to 256 threads per row, 256 threads per block (32 in the
+    simulator), so narrow rows share a block. Not 1024: the kernel's float64 registers do not fit
+    1024 threads per block (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on an H200).
+    """
+    # Tried on an H200: warp-shuffle reductions with one warp per row up to C = 1024 were
+    # slower here (134 registers per thread against 85, so fewer resident warps).
+    if L.SIMULATOR:
+        lo, hi, min_block = 4, 32, 32
+    else:
+        lo, hi, min_block = 4, 256, 256
+    group = lo
+    while group < hi and group * 8 < c:
+        group *= 2
+    return max(min_block, group), group
+
+
+def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index,
+                          label_smoothing, grad_scale, reduction, stream=0):
+    """Softmax cross-entropy over rows, with its gradient, on the GPU (launches without sync).
+
+    Parameters
+    ----------
+    grad : (N, C) float32 or float64 device array, written
+        ``grad_scale * dloss/dlogits``; may be ``logits`` itself (in place).
+    loss : (N,) or (1,) device array, same dtype, written
+        Per-row losses (``reduction == NONE``) or the reduced loss in ``loss[0]``, computed on
+        the device.
+    pred : (N,) or (0,) int64 device array, written
+        Row argmax (first NaN, else first maximum) when it has N entries; skipped when empty.
+    logits : (N, C) float32 or float64 device array, read
+    labels : (N,) int32 or int64 device array, read
+        Class indices in [0, C) or ``ignore_index`` (the API checks the range first).
+    weight : (C,) or (0,) device array, same dtype as logits, read
+        Class weights; empty means unweighted.
+    ignore_index : int
+    label_smoothing : float in [0, 1]
+    grad_scale : float
+    reduction : int
+        ``NONE`` (0), ``SUM`` (1) or ``MEAN`` (2).
+    stream : numba stream or 0
+    """
+    grad, loss, pred, logits, labels, weight = map(
+        L.as_device, (grad, loss, pred, logits, labels, weight))
+    n, c = logits.shape
+    eps = float(label_smoothing)
+    reduction = int(reduction)
+    ignore_index = int(ignore_index)
+    buf = L.scratch(stream)
+    need_denom = reduction == MEAN
+    need_wsum = weight.shape[0] != 0 and eps != 0.0
+    if need_denom or need_wsum:
+        work = max(n if need_denom else 0, c if need_wsum else 0)
+        blocks = L.grid(work, L.THREADS)
+        _weight_sums_kernel[blocks, L.THREADS, stream](buf, labels, weight, ignore_index,
+                                                       need_denom, need_wsum)
+        _weight_sums_finish_kernel[1, L.THREADS, stream](buf, blocks)
+    block, group = _geometry(c)
+    kernel = _KERNELS.get(block)
+    if kernel is None:
+        kernel = _KERNELS[block] = _make_kernel(block)
+    blocks = L.grid(n, block // group)
+    kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight, ignore_index,
+                                  eps, float(grad_scale), reduction, group)
+    if reduction != NONE:
+        L.sum_partials(loss, buf, blocks, 1.0, stream, use_factor=reduction == MEAN)

@@ -1,0 +1,129 @@
+"""The guard pass on the GPU: sum of squares and non-finite count of a gradient in one read.
+
+Same quantities as ``fastml.kernels.cpu.grad_stats``: the sum is of ``clamp(g / scale,
+-clip_value, clip_value)`` squared, in float64; the count is of the raw NaN/Inf entries. Each
+block reduces its share in shared memory and writes one partial pair; a one-block kernel adds the
+partials in a fixed order and adds the totals into ``red`` on the device. No float atomics: with
+the block count fixed by the size alone, the sum is bitwise the same on every run.
+"""
+
+import numpy as np
+from numba import cuda, float64, int64
+
+from ..step_plan import NONFINITE, SCALE, SUMSQ
+from . import _launch as L
+from ._grad import clamp
+from ._launch import SHARED  # a bare global: numba needs a literal for a shared array's size
+
+
+@cuda.jit(device=True)
+def _block_sum2(sh_s, sh_b, s, b):
+    """Block sums of ``s`` and ``b`` in one shared-memory tree (fixed order), valid in thread 0.
+
+    Every thread must call it; ``blockDim.x`` is a power of two no larger than ``SHARED``. Two
+    sums per tree halve the barriers of two ``block_sum`` calls.
+    """
+    t = cuda.threadIdx.x
+    sh_s[t] = s
+    sh_b[t] = b
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if t < stride:
+            sh_s[t] += sh_s[t + stride]
+            sh_b[t] += sh_b[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    return sh_s[0], sh_b[0]
+
+
+@cuda.jit
+def _grad_stats_kernel(parts, g, ctl, hi):
+    sh_s = cuda.shared.array(SHARED, float64)
+    sh_b = cuda.shared.array(SHARED, float64)
+    dt = g.dtype.type
+    unscale = dt(1.0 / ctl[SCALE])
+    lo = -hi
+    zero = dt(0.0)
+    s = 0.0
+    b = 0.0
+    start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    stride = int64(cuda.gridDim.x) * cuda.blockDim.x
+    for i in range(start, g.shape[0], stride):
+        x = g[i]
+        # x - x is 0 for finite x and NaN for NaN/Inf: a branch-free finiteness test.
+        b += 0.0 if x - x == zero else 1.0
+        y = float64(clamp(x * unscale, lo, hi))  # NaN stays NaN, as on the CPU
+        s += y * y
+    s, b = _block_sum2(sh_s, sh_b, s, b)
+    if cuda.threadIdx.x == 0:
+        parts[cuda.blockIdx.x] = s
+        parts[L.PARTIALS + cuda.blockIdx.x] = b
+
+
+@cuda.jit
+def _grad_stats_finish_kernel(red, parts, nparts):
+    sh_s = cuda.shared.array(SHARED, float64)
+    sh_b = cuda.shared.array(SHARED, float64)
+    s = 0.0
+    b = 0.0
+    for k in range(cuda.threadIdx.x, nparts, cuda.blockDim.x):
+        s += parts[k]
+        b += parts[L.PARTIALS + k]
+    s, b = _block_sum2(sh_s, sh_b, s, b)
+    if cuda.threadIdx.x == 0:
+        red[SUMSQ] += s
+        red[NONFINITE] += b
+
+
+def _partials(stream):
+    # Private to this stream (and so reused without a race by calls queued on it); kept apart
+    # from the loss kernels' scratch so neither layout constrains the other.
+    return L._scratch("grad_stats", 2 * L.PARTIALS, np.float64, stream)
+
+
+def grad_stats(red, g, ctl, clip_value, stream=0):
+    """Add this gradient's statistics to ``red`` on the device (no host synchronization).
+
+    Parameters
+    ----------
+    red : (2,) float64 device array, updated in place
+        ``red[SUMSQ] += sum(clamp(g / ctl[SCALE], +-clip_value)^2)``, ``red[NONFINITE] +=``
+        the number of NaN/Inf entries of ``g``.
+    g : (n,) float32 or float64 device array, read
+    ctl : (16,) float64 device array, read (``ctl[SCALE]``)
+    clip_value : float (inf: no value clipping)
+    stream : numba stream or 0
+    """
+    red, g, ctl = L.as_device(red), L.as_device(g), L.as_device(ctl)
+    n = g.shape[0]
+    if n == 0:
+        return
+    blocks = L.grid(n, L.THREADS)
+    parts = _partials(stream)
+    _grad_stats_kernel[blocks, L.THREADS, stream](parts, g, ctl, g.dtype.type(clip_value))
+    _grad_stats_finish_kernel[1, L.THREADS, stream](red, parts, blocks)
+
+
+@cuda.jit
+def _scale_inplace_kernel(g, factor):
+    start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    stride = int64(cuda.gridDim.x) * cuda.blockDim.x
+    for i in range(start, g.shape[0], stride):
+        g[i] = g[i] * factor
+
+
+def scale_inplace(g, factor, stream=0):
+    """``g *= factor`` on the device (the stand-alone norm clip).
+
+    Parameters
+    ----------
+    g : (n,) float32 or float64 device array, updated in place
+    factor : float (rounded to the dtype of ``g``, as on the CPU)
+    stream : numba stream or 0
+    """
+    g = L.as_device(g)
+    n = g.shape[0]
+    if n == 0:
+        return
+    _scale_inplace_kernel[L.grid(n, L.THREADS), L.THREADS, stream](g, g.dtype.type(factor))
