@@ -25,7 +25,8 @@ def on_gpu(x):
     is_cuda = getattr(x, "is_cuda", None)  # PyTorch: CPU tensors also define the interface
     if isinstance(is_cuda, bool):
         return is_cuda
-    return hasattr(x, "__cuda_array_interface__")
+    # The CUDA simulator's device arrays carry numba's marker but not the interface.
+    return hasattr(x, "__cuda_array_interface__") or getattr(x, "__cuda_ndarray__", False) is True
 
 
 def device_of(**arrays):
@@ -105,10 +106,9 @@ def contiguous_input(a, name, cuda):
 
 
 def _byte_range(a):
-    if isinstance(a, np.ndarray):
-        start = a.__array_interface__["data"][0]
-    else:
-        start = a.__cuda_array_interface__["data"][0]
+    # A simulator device array has no __cuda_array_interface__; it forwards its host array's.
+    iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+    start = iface["data"][0]
     return start, start + a.size * a.dtype.itemsize
 
 

@@ -52,6 +52,8 @@ def _reduction_code(reduction):
 
 def _real(value, name, *, low=-math.inf, high=math.inf, low_open=False):
     try:
+        if isinstance(value, (str, bytes)):  # float() would parse "1e-3"
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number; got {type(value).__name__}") from None

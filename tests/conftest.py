@@ -13,12 +13,46 @@ if os.environ.get("FASTML_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import sys  # noqa: E402
+import threading  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 REAL_GPU = os.environ.get("FASTML_REAL_GPU") == "1"
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 DEVICES = ["cpu", "cuda"]
+
+
+def _serialize_simulator_shared_arrays():
+    """Make the simulator's ``cuda.shared.array`` allocation atomic.
+
+    numba-cuda's simulator (0.30) gives a block one shared array per source line, created by
+    the first thread that asks, with an unlocked check-then-set: two threads can both miss, and
+    the loser works on a private array, so a block reduction silently drops its value (about 1
+    launch in 300 with the switch interval below). Same key (file, line), under a lock.
+    """
+    from numba.cuda.simulator import kernelapi
+
+    original = kernelapi.FakeCUDAShared.array
+    if getattr(original, "serialized", False):
+        return
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory: one buffer, no race
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, kernelapi.types.Type):
+            dtype = kernelapi.numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)
+        key = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(key)
+            if res is None:
+                res = self._allocations[key] = np.empty(shape, dtype)
+        return res
+
+    array.serialized = True
+    kernelapi.FakeCUDAShared.array = array
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -28,6 +62,7 @@ def _fast_simulator_barriers():
     # thread; a shorter interval makes the simulated reductions several times faster.
     before = sys.getswitchinterval()
     if SIMULATOR:
+        _serialize_simulator_shared_arrays()
         sys.setswitchinterval(5e-5)
     yield
     sys.setswitchinterval(before)
