@@ -10,51 +10,79 @@ from numba import prange
 
 from ._jit import CHUNK, inline, parallel
 
+# Element functions: (d = pred - target, Huber's delta, 0.5) -> (loss, dloss/dpred), all in the
+# input dtype. A Python 0.5 would be float64 and turn a float32 loop into float64 vectors of half
+# the width; the constant comes in as an argument of the right type instead.
+
 
 @inline
-def _mse(d, delta):
+def _mse(d, delta, half):
     # l = d^2, dl/dpred = 2 d
     return d * d, d + d
 
 
 @inline
-def _l1(d, delta):
+def _l1(d, delta, half):
     # dl/dpred = sign(d): 0 at d == 0 and NaN for NaN, as in PyTorch.
     return abs(d), np.sign(d)
 
 
 @inline
-def _huber(d, delta):
+def _huber(d, delta, half):
     # Quadratic inside |d| < delta, linear outside; the gradient is d clamped to [-delta, delta].
     ad = abs(d)
     if ad < delta:
-        return 0.5 * d * d, d
-    return delta * (ad - 0.5 * delta), delta * np.sign(d)
+        return half * d * d, d
+    return delta * (ad - half * delta), delta * np.sign(d)
 
 
 def _make_fwd_bwd(elem):
+    @inline
+    def chunk_sum(grad, loss, pred, target, delta, half, grad_factor, loss_factor, per_element):
+        # Indices run from 0 over slices: with range(lo, hi) LLVM cannot prove the index
+        # non-negative, keeps numba's wraparound select, and then cannot vectorize an in-place
+        # loop (grad and pred one array) at all.
+        s = 0.0
+        if per_element:
+            for i in range(pred.shape[0]):
+                e_loss, e_grad = elem(pred[i] - target[i], delta, half)
+                grad[i] = e_grad * grad_factor
+                loss[i] = e_loss * loss_factor
+        else:
+            for i in range(pred.shape[0]):
+                e_loss, e_grad = elem(pred[i] - target[i], delta, half)
+                grad[i] = e_grad * grad_factor
+                s += np.float64(e_loss)
+        return s
+
     @parallel
     def fwd_bwd(grad, loss, pred, target, delta, grad_factor, loss_factor):
         n = pred.shape[0]
         per_element = loss.shape[0] == n
         dt = pred.dtype.type
         delta = dt(delta)
+        half = dt(0.5)
+        # In the input dtype for the same reason as ``half`` (a rounded factor costs <= 1 ulp).
+        gfac = dt(grad_factor)
+        # In place, the loop gets the one array under both names, so LLVM sees one pointer.
+        # Under two names it checks at run time that they do not overlap, finds that they do,
+        # and runs the scalar loop (7x slower for Huber, whose branch then mispredicts).
+        grad_is_pred = grad.ctypes.data == pred.ctypes.data
+        grad_is_target = grad.ctypes.data == target.ctypes.data
         nchunks = (n + CHUNK - 1) // CHUNK
         partial = np.empty(nchunks, dtype=np.float64)
         for c in prange(nchunks):
             lo = c * CHUNK
             hi = min(n, lo + CHUNK)
-            s = 0.0
-            if per_element:
-                for i in range(lo, hi):
-                    l, g = elem(pred[i] - target[i], delta)
-                    grad[i] = g * grad_factor
-                    loss[i] = l * loss_factor
+            p = pred[lo:hi]
+            t = target[lo:hi]
+            lc = loss[lo:hi] if per_element else loss
+            if grad_is_pred:
+                s = chunk_sum(p, lc, p, t, delta, half, gfac, loss_factor, per_element)
+            elif grad_is_target:
+                s = chunk_sum(t, lc, p, t, delta, half, gfac, loss_factor, per_element)
             else:
-                for i in range(lo, hi):
-                    l, g = elem(pred[i] - target[i], delta)
-                    grad[i] = g * grad_factor
-                    s += np.float64(l)
+                s = chunk_sum(grad[lo:hi], lc, p, t, delta, half, gfac, loss_factor, per_element)
             partial[c] = s
         if not per_element:
             total = 0.0

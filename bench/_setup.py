@@ -1,0 +1,356 @@
+"""One setup per benchmarked op: inputs, the fastml call, its peers and its bandwidth floor.
+
+Nothing here imports pytest, so a ``fastml bench`` command can reuse the same cases with
+:func:`median_ms` instead of pytest-benchmark. A :class:`Case` holds zero-argument callables;
+every callable works on buffers allocated once in the setup, so a timed call measures the kernel
+and not page faults on fresh memory (PyTorch's backward is the exception: it allocates its
+gradient on every call, as it does in a training loop).
+
+The floor of an op is the time of a trivial numba ``parallel`` kernel with the same byte pattern
+over the same number of elements (read 2 arrays and write 1 for the regression losses, read 1 and
+write 1 for cross-entropy), run in the same process with the same threads. Both the op and the
+floor kernel use ordinary stores, so both pay the same read-for-ownership traffic on the written
+array; bytes are counted as the op's useful reads + writes (DESIGN.md section 3).
+"""
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+import fastml
+
+try:  # PyTorch is an optional peer
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+
+REGRESSION_N = 10_000_000
+CE_SHAPE = (8192, 1000)
+
+
+# --- bandwidth floor kernels -------------------------------------------------------------------
+
+# No cache=True: numba's cache records the importing module's name, and this file is imported as
+# ``_setup`` by pytest but may be imported under a package name by a command.
+@njit(parallel=True, nogil=True)
+def read2_write1(c, a, b):
+    """c = a + b: the byte pattern of MSE/L1/Huber (12 B/element in float32)."""
+    for i in prange(a.shape[0]):
+        c[i] = a[i] + b[i]
+
+
+@njit(parallel=True, nogil=True)
+def read1_write1(b, a, s):
+    """b = a * s: the byte pattern of cross-entropy (8 B/element in float32). The multiply keeps
+    LLVM from turning the loop into memcpy, whose non-temporal stores skip the
+    read-for-ownership that the loss kernels pay."""
+    for i in prange(a.shape[0]):
+        b[i] = a[i] * s
+
+
+@dataclass
+class Floor:
+    """A bandwidth kernel with a given byte pattern; ``run()`` executes it once."""
+
+    pattern: str  # "read2_write1" or "read1_write1"
+    n: int  # elements per array
+    bytes_moved: int
+    run: Callable[[], object]
+
+
+def make_floor(pattern, n, dtype=np.float32):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(n, dtype=np.float64).astype(dtype)
+    out = np.zeros(n, dtype=dtype)
+    item = np.dtype(dtype).itemsize
+    if pattern == "read2_write1":
+        b = rng.standard_normal(n, dtype=np.float64).astype(dtype)
+        return Floor(pattern, n, 3 * item * n, lambda: read2_write1(out, a, b))
+    if pattern == "read1_write1":
+        s = np.dtype(dtype).type(1.0001)
+        return Floor(pattern, n, 2 * item * n, lambda: read1_write1(out, a, s))
+    raise ValueError(f"pattern must be 'read2_write1' or 'read1_write1'; got {pattern!r}")
+
+
+# --- cases -------------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    """One op at one size: ``impls`` maps "fastml" and each available peer to a callable."""
+
+    op: str
+    shape: str
+    bytes_moved: int  # the op's useful bytes: inputs read once + gradient written once
+    floor: Floor
+    impls: dict = field(default_factory=dict)
+    check: Callable[[], float] | None = None  # max relative error of fastml vs a reference
+
+    @property
+    def peers(self):
+        return [k for k in self.impls if k != "fastml"]
+
+
+def threads():
+    """The thread count every implementation gets (numba's, also given to PyTorch)."""
+    n = numba.get_num_threads()
+    if torch is not None:
+        torch.set_num_threads(n)
+    return n
+
+
+def _rel_err(a, b):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _numpy_regression(op, p, t, d, tmp, g, delta):
+    """Plain NumPy with preallocated buffers: several passes over memory."""
+    n = p.size
+    np.subtract(p, t, out=d)
+    if op == "mse":
+        loss = float(np.dot(d, d)) / n
+        np.multiply(d, 2.0 / n, out=g)
+    elif op == "l1":
+        loss = float(np.abs(d, out=tmp).sum()) / n
+        np.sign(d, out=g)
+        g *= 1.0 / n
+    else:
+        np.abs(d, out=tmp)
+        quad = tmp < delta
+        loss = float(np.where(quad, 0.5 * d * d, delta * (tmp - 0.5 * delta)).sum()) / n
+        np.clip(d, -delta, delta, out=g)
+        g *= 1.0 / n
+    return loss
+
+
+def regression_case(op, n=REGRESSION_N, dtype=np.float32, delta=1.0):
+    """MSE, L1 or Huber (mean) over ``n`` elements: loss + gradient."""
+    if op not in ("mse", "l1", "huber"):
+        raise ValueError(f"op must be 'mse', 'l1' or 'huber'; got {op!r}")
+    threads()
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(n, dtype=np.float64).astype(dtype)
+    t = rng.standard_normal(n, dtype=np.float64).astype(dtype)
+    g = np.zeros_like(p)
+    kwargs = {"delta": delta} if op == "huber" else {}
+    fn = getattr(fastml, op)
+    item = np.dtype(dtype).itemsize
+    case = Case(op, f"{n:,} {np.dtype(dtype).name}", 3 * item * n,
+                make_floor("read2_write1", n, dtype))
+    case.impls["fastml"] = lambda: fn(p, t, out=g, **kwargs)
+
+    d, tmp, g_np = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+    case.impls["numpy"] = lambda: _numpy_regression(op, p, t, d, tmp, g_np, delta)
+
+    if torch is not None:
+        pt = torch.from_numpy(p).requires_grad_(True)
+        tt = torch.from_numpy(t)
+        tfn = {"mse": F.mse_loss, "l1": F.l1_loss,
+               "huber": lambda a, b: F.huber_loss(a, b, delta=delta)}[op]
+
+        def torch_fwd_bwd():
+            pt.grad = None
+            loss = tfn(pt, tt)
+            loss.backward()
+            return loss
+
+        case.impls["torch"] = torch_fwd_bwd
+
+    def check():
+        loss, grad = fn(p, t, out=g, **kwargs)
+        ref = np.zeros(n)
+        ref_loss = _numpy_regression(op, p.astype(np.float64), t.astype(np.float64),
+                                     np.zeros(n), np.zeros(n), ref, delta)
+        return max(_rel_err(grad, ref), abs(float(loss) - ref_loss) / abs(ref_loss))
+
+    case.check = check
+    return case
+
+
+def _numpy_cross_entropy(x, y, g, rows):
+    """Plain NumPy softmax cross-entropy (mean) writing the gradient into ``g``."""
+    n = x.shape[0]
+    m = x.max(axis=1, keepdims=True)
+    np.subtract(x, m, out=g)
+    np.exp(g, out=g)
+    s = g.sum(axis=1, keepdims=True)
+    loss = float(np.mean(np.log(s[:, 0]) + m[:, 0] - x[rows, y]))
+    g *= 1.0 / (s * n)
+    g[rows, y] -= 1.0 / n
+    return loss
+
+
+def cross_entropy_case(shape=CE_SHAPE, dtype=np.float32):
+    """Softmax cross-entropy (mean) of ``shape`` logits: loss + gradient."""
+    threads()
+    n, c = shape
+    rng = np.random.default_rng(0)
+    x = (2.0 * rng.standard_normal(shape)).astype(dtype)
+    y = rng.integers(0, c, n)
+    g = np.zeros_like(x)
+    rows = np.arange(n)
+    item = np.dtype(dtype).itemsize
+    case = Case("cross_entropy", f"{n}x{c} {np.dtype(dtype).name}", 2 * item * x.size,
+                make_floor("read1_write1", x.size, dtype))
+    case.impls["fastml"] = lambda: fastml.cross_entropy(x, y, out=g)
+
+    g_np = np.zeros_like(x)
+    case.impls["numpy"] = lambda: _numpy_cross_entropy(x, y, g_np, rows)
+
+    if torch is not None:
+        xt = torch.from_numpy(x).requires_grad_(True)
+        yt = torch.from_numpy(y)
+
+        def torch_fwd_bwd():
+            xt.grad = None
+            loss = F.cross_entropy(xt, yt)
+            loss.backward()
+            return loss
+
+        case.impls["torch"] = torch_fwd_bwd
+
+    def check():
+        loss, grad = fastml.cross_entropy(x, y, out=g)
+        ref = np.zeros(shape)
+        ref_loss = _numpy_cross_entropy(x.astype(np.float64), y, ref, rows)
+        return max(_rel_err(grad, ref), abs(float(loss) - ref_loss) / abs(ref_loss))
+
+    case.check = check
+    return case
+
+
+# --- classification metrics --------------------------------------------------------------------
+
+METRICS_N = 10_000_000
+METRICS_CLASSES = 10
+
+
+@njit(parallel=True, nogil=True)
+def read2_sum(a, b):
+    """sum(a + b): reads two label arrays once and writes nothing, the byte pattern of the
+    confusion-count pass (16 B/sample for int64 labels)."""
+    s = 0
+    for i in prange(a.shape[0]):
+        s += a[i] + b[i]
+    return s
+
+
+def _numpy_macro_f1(y_true, y_pred, k):
+    """Macro F1 from one ``np.bincount`` of ``y_true * k + y_pred`` (a fast plain-NumPy peer;
+    every class is present in the benchmark data, so no zero-division cases)."""
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k).astype(np.float64)
+    tp = np.diagonal(cm)
+    return float(np.mean(2.0 * tp / (cm.sum(axis=0) + cm.sum(axis=1))))
+
+
+def metrics_case(n=METRICS_N, k=METRICS_CLASSES):
+    """Macro F1 of ``n`` int64 labels over ``k`` classes (a classifier right 70% of the time).
+
+    Floor: read both label arrays once (16 B/sample), timed with :func:`read2_sum`. Peers:
+    scikit-learn ``f1_score(average="macro")`` (seconds per call: run with few rounds) and
+    plain NumPy (``bincount`` of ``t * k + p``, which allocates an n-element temporary).
+    """
+    import fastml.metrics
+
+    threads()
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, k, n)
+    y_pred = np.where(rng.random(n) < 0.7, y_true, rng.integers(0, k, n))
+    floor_a, floor_b = y_true.copy(), y_pred.copy()  # own arrays: no cache reuse
+    floor = Floor("read2_sum", n, 16 * n, lambda: read2_sum(floor_a, floor_b))
+    case = Case("f1_macro", f"{n:,} i64 k={k}", 16 * n, floor)
+    case.impls["fastml"] = lambda: fastml.metrics.f1(y_true, y_pred, average="macro")
+    case.impls["numpy"] = lambda: _numpy_macro_f1(y_true, y_pred, k)
+    try:
+        from sklearn.metrics import f1_score
+    except ImportError:  # pragma: no cover - scikit-learn is an optional peer
+        pass
+    else:
+        case.impls["sklearn"] = lambda: f1_score(y_true, y_pred, average="macro")
+
+    def check():
+        got = fastml.metrics.f1(y_true, y_pred, average="macro")
+        want = _numpy_macro_f1(y_true, y_pred, k)
+        return abs(got - want) / abs(want)
+
+    case.check = check
+    return case
+
+
+def cases():
+    """Every benchmarked case, keyed by op name (what ``fastml bench`` would iterate)."""
+    return {
+        "mse": lambda: regression_case("mse"),
+        "l1": lambda: regression_case("l1"),
+        "huber": lambda: regression_case("huber"),
+        "cross_entropy": lambda: cross_entropy_case(),
+        "f1_macro": lambda: metrics_case(),
+    }
+
+
+# --- timing without pytest ---------------------------------------------------------------------
+
+def median_ms(fn, rounds=30, warmup=3):
+    """Median wall time of ``fn()`` in ms, after ``warmup`` untimed calls (JIT compile, page
+    faults of first-touch buffers)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+# --- a shared, noisy machine --------------------------------------------------------------------
+
+def _cpu_jiffies():
+    """(busy, total) jiffies of all CPUs since boot, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v) - idle, sum(v)
+
+
+def _own_jiffies():
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
+
+
+def wait_for_quiet(threshold=0.08, interval=0.5, timeout=120.0):
+    """Block until other processes kept the CPUs at most ``threshold`` busy over ``interval``
+    seconds (Linux only; elsewhere returns at once). Returns False on timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        a = _cpu_jiffies()
+        if a is None:
+            return True
+        time.sleep(interval)
+        b = _cpu_jiffies()
+        if (b[0] - a[0]) <= threshold * max(1, b[1] - a[1]):
+            return True
+    return False
+
+
+def others_busy(fn):
+    """Run ``fn()``; return the fraction of all CPU time that other processes used meanwhile
+    (0.0 off Linux): a round measured while it is high is not a measurement of this code."""
+    a, own_a = _cpu_jiffies(), _own_jiffies() if os.path.exists("/proc/self/stat") else 0
+    fn()
+    b = _cpu_jiffies()
+    if a is None or b is None:
+        return 0.0
+    own_b = _own_jiffies()
+    return max(0, (b[0] - a[0]) - (own_b - own_a)) / max(1, b[1] - a[1])

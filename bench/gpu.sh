@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# On a GPU machine: set up what fastml needs, run the CUDA tests on the real device (simulator
+# off), run the GPU benchmarks against PyTorch, and write everything into OUTDIR.
+#   bench/gpu.sh OUTDIR
+# The image's numpy 2.5 breaks numba-cuda 0.30: a numpy 2.4 wheel for the machine's Python is
+# carried in .whl/ and installed into .site/ (see ../shared/GPU.md).
+set -uo pipefail
+out=${1:?usage: bench/gpu.sh OUTDIR}
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --target .site .whl/*.whl
+    export PYTHONPATH=$PWD/.site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import numpy, numba, numba_cuda, torch; print('numpy', numpy.__version__, 'numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__)" | tee -a "$out/gpu.txt"
+# CUDA tests on the real GPU (CPU-only tests are CI's job).
+FASTML_REAL_GPU=1 timeout "${TEST_TIMEOUT:-300}" python3 -m pytest tests -q -x -k cuda -p no:cacheprovider 2>&1 | tee "$out/tests.log" | tail -n 30
+python3 bench/gpu_bench.py --out "$out" 2>&1 | tee "$out/bench.log"

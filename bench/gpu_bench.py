@@ -1,0 +1,143 @@
+"""GPU benchmarks against PyTorch, timed with CUDA events (medians after warm-up).
+
+Every row reports the time, the bytes the kernel must move, the floor (those bytes over the
+device-to-device copy bandwidth measured in the same run) and the PyTorch peer's time.
+Run by bench/gpu.sh; writes gpu_bench.json into --out.
+"""
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import fastml  # noqa: E402
+
+
+def timed(fn, reps=20, warmup=3):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+    return float(np.median(times)), float(np.percentile(times, 90) - np.percentile(times, 10))
+
+
+def copy_bandwidth():
+    n = 256 * 2**20  # 1 GiB of float32
+    src = torch.randn(n, device="cuda")
+    dst = torch.empty_like(src)
+    ms, _ = timed(lambda: dst.copy_(src))
+    return 2 * n * 4 / (ms * 1e-3) / 1e9  # GB/s, bytes read + written
+
+
+ROWS = []
+
+
+def row(name, ms, spread, nbytes, bw, peer_name=None, peer_ms=None):
+    floor = nbytes / (bw * 1e9) * 1e3
+    r = {"name": name, "ms": ms, "spread_ms": spread, "bytes": nbytes, "GBps": nbytes / ms / 1e6,
+         "floor_ms": floor, "x_floor": ms / floor, "pct_of_copy_bw": 100 * floor / ms,
+         "peer": peer_name, "peer_ms": peer_ms,
+         "speedup_vs_peer": (peer_ms / ms) if peer_ms else None}
+    ROWS.append(r)
+    peer = f"  {peer_name} {peer_ms:8.3f} ms  x{peer_ms / ms:5.2f}" if peer_ms else ""
+    print(f"{name:<44} {ms:8.3f} ms  {r['GBps']:7.0f} GB/s  {r['pct_of_copy_bw']:5.1f}% of copy"
+          f"{peer}", flush=True)
+
+
+def bench_adam(bw):
+    n = 128 * 2**20
+    p = torch.randn(n, device="cuda")
+    g = torch.randn(n, device="cuda") * 1e-3
+    opt = fastml.Adam(p, lr=1e-3)
+    ms, sp = timed(lambda: opt.step(g))
+    tp = p.clone().requires_grad_()
+    tp.grad = g.clone()
+    topt = torch.optim.Adam([tp], lr=1e-3, fused=True)
+    tms, _ = timed(topt.step)
+    row("Adam fp32 128M params", ms, sp, 28 * n, bw, "torch fused", tms)
+    guarded = fastml.Adam(p.clone(), lr=1e-3,
+                          guard=fastml.Guard(clip_norm=1.0, scaler=fastml.LossScaler()))
+    gms, gsp = timed(lambda: guarded.step(g))
+    row("guarded Adam (finite+clip_norm+scaler) 128M", gms, gsp, 32 * n, bw, "fastml unguarded", ms)
+
+
+def bench_flat(bw):
+    k, m = 1000, 100_000
+    flat = fastml.FlatParams({f"w{i}": (m,) for i in range(k)}, dtype=np.float32, device="cuda")
+    tdata = torch.as_tensor(flat.data, device="cuda")
+    tdata.normal_()
+    torch.as_tensor(flat.grad.data, device="cuda").normal_()
+    opt = fastml.Adam(flat, lr=1e-3)
+    ms, sp = timed(lambda: opt.step())
+    tps = [torch.randn(m, device="cuda", requires_grad=True) for _ in range(k)]
+    for t in tps:
+        t.grad = torch.randn(m, device="cuda")
+    topt = torch.optim.Adam(tps, lr=1e-3, fused=True)
+    tms, _ = timed(topt.step)
+    row("Adam FlatParams 1000 x 100k", ms, sp, 28 * k * m, bw, "torch fused 1000 tensors", tms)
+
+
+def bench_cross_entropy(bw):
+    for n, c in ((8192, 32000), (65536, 1000)):
+        x = torch.randn(n, c, device="cuda")
+        y = torch.randint(0, c, (n,), device="cuda")
+        out = torch.empty_like(x)
+        ms, sp = timed(lambda: fastml.cross_entropy(x, y, out=out))
+        xt = x.clone().requires_grad_()
+
+        def torch_ce():
+            xt.grad = None
+            F.cross_entropy(xt, y).backward()
+
+        tms, _ = timed(torch_ce)
+        row(f"cross_entropy fwd+bwd ({n}, {c})", ms, sp, 8 * n * c, bw, "F.cross_entropy", tms)
+
+
+def bench_mse(bw):
+    n = 256 * 2**20
+    p = torch.randn(n, device="cuda")
+    t = torch.randn(n, device="cuda")
+    out = torch.empty_like(p)
+    ms, sp = timed(lambda: fastml.mse(p, t, out=out))
+    pt = p.clone().requires_grad_()
+
+    def torch_mse():
+        pt.grad = None
+        F.mse_loss(pt, t).backward()
+
+    tms, _ = timed(torch_mse)
+    row("mse fwd+bwd 256M", ms, sp, 12 * n, bw, "F.mse_loss", tms)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=".")
+    args = ap.parse_args()
+    bw = copy_bandwidth()
+    print(f"{torch.cuda.get_device_name()}: device-to-device copy {bw:.0f} GB/s", flush=True)
+    for fn in (bench_adam, bench_flat, bench_cross_entropy, bench_mse):
+        try:
+            fn(bw)
+        except Exception:
+            traceback.print_exc()
+        torch.cuda.empty_cache()
+    with open(os.path.join(args.out, "gpu_bench.json"), "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(), "copy_GBps": bw, "rows": ROWS}, f,
+                  indent=1)
+
+
+if __name__ == "__main__":
+    main()
