@@ -42,8 +42,9 @@ def _backend(cuda):
 def _label_array(x, name, cuda):
     a = A.as_array(x, name, cuda)
     kind = np.dtype(a.dtype).kind
-    if kind == "b" and not cuda:
-        a = a.astype(np.int64)
+    if kind == "b":
+        if not cuda:  # (the CUDA kernels read bool labels as 0/1 in place)
+            a = a.astype(np.int64)
     elif kind not in "iu":
         raise DTypeError(f"{name} must be an integer array of class labels; got "
                          f"{np.dtype(a.dtype)}")
@@ -88,10 +89,8 @@ def _weights(sample_weight, n, cuda):
         raise DTypeError(f"sample_weight must be numeric; got {np.dtype(w.dtype)}")
     if w.ndim != 1 or w.shape[0] != n:
         raise ShapeError(f"sample_weight must have shape ({n},); got {tuple(w.shape)}")
-    if np.dtype(w.dtype) != np.dtype(np.float64):
-        if cuda:
-            raise DTypeError(f"sample_weight must be float64 on the GPU; got {np.dtype(w.dtype)}")
-        w = w.astype(np.float64)
+    if np.dtype(w.dtype) != np.dtype(np.float64) and not cuda:
+        w = w.astype(np.float64)  # (the CUDA kernels convert each weight to float64 in place)
     return A.contiguous_input(w, "sample_weight", cuda), kind in "iub"
 
 
@@ -141,11 +140,22 @@ def _run_counts(yt, yp, w, form, cuda, threshold, k):
     return cm, seen, status
 
 
-def _label_error(yt, yp, form, bad, k):
+def _label_error(yt, yp, form, bad, k, threshold):
     value_t = int(_item(yt, bad))
     if not 0 <= value_t < k:
         return _range_error("y_true", bad, value_t, k)
-    return _range_error("y_pred", bad, int(_item(yp, bad)), k)
+    return _range_error("y_pred", bad, _predicted(yp, form, bad, threshold), k)
+
+
+def _predicted(yp, form, i, threshold):
+    """The label the kernels read off ``y_pred[i]`` (for messages)."""
+    x = _item(yp, i)
+    if form == "label":
+        return int(x)
+    if form == "thresholded":
+        return int(x > threshold)
+    nan = np.flatnonzero(np.isnan(x))  # argmax: first NaN, else first maximum
+    return int(nan[0]) if nan.size else int(np.argmax(x))
 
 
 def _item(a, i):
@@ -159,14 +169,17 @@ def _range_error(name, i, value, k):
                       f"got {name}[{i}] = {value}")
 
 
-def _counts(y_true, y_pred, sample_weight=None, threshold=0.5, num_classes=None):
+def _counts(y_true, y_pred, sample_weight=None, threshold=0.5, num_classes=None,
+            zero_weights=False):
     yt, yp, w, form, cuda, int_w = _inputs(y_true, y_pred, sample_weight, threshold)
     threshold = float(threshold)
     if num_classes is not None:
         k = _num_classes(num_classes)
         cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k)
         if status[0] >= 0:
-            raise _label_error(yt, yp, form, int(status[0]), k)
+            raise _label_error(yt, yp, form, int(status[0]), k, threshold)
+        if not zero_weights:
+            _check_some_weight(cm, w)
         return _Counts(cm, seen, w is not None, int_w)
     k = _FIRST_TABLE if form != "argmax" else max(_FIRST_TABLE, yp.shape[1])
     cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k)
@@ -174,14 +187,29 @@ def _counts(y_true, y_pred, sample_weight=None, threshold=0.5, num_classes=None)
         bad = int(status[0])
         value = min(int(_item(yt, bad)), int(_item(yp, bad)) if form == "label" else 0)
         if value < 0:
-            raise _label_error(yt, yp, form, bad, k)
+            raise _label_error(yt, yp, form, bad, k, threshold)
         k = int(status[1]) + 1
         if k > _MAX_CLASSES:
             raise ShapeError(f"labels must be below {_MAX_CLASSES} unless num_classes is given; "
                              f"got a label of {k - 1}")
         cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k)
+        if status[0] >= 0:  # a negative label after the first large one
+            raise _label_error(yt, yp, form, int(status[0]), k, threshold)
     k = int(status[1]) + 1
+    _check_some_weight(cm, w)
     return _Counts(cm[:k, :k].copy(), seen[:k].copy(), w is not None, int_w)
+
+
+def _check_some_weight(cm, w):
+    """scikit-learn rejects weights that are all 0. A table with a non-zero cell proves some
+    weight is not, so the weights themselves are read only when every cell is 0."""
+    if w is not None and not cm.any() and not _host(w).any():
+        raise ValueError("sample_weight must contain at least one non-zero number; got all "
+                         "zeros")
+
+
+def _host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else a
 
 
 def _num_classes(num_classes):
@@ -238,7 +266,12 @@ def confusion_matrix(y_true, y_pred, *, num_classes=None, sample_weight=None, no
         raise ValueError(f"normalize must be one of 'true', 'pred', 'all' or None; got "
                          f"{normalize!r}")
     counts = _counts(y_true, y_pred, sample_weight, threshold, num_classes)
-    return _normalized(_table(counts, num_classes), normalize)
+    cm = _normalized(_table(counts, num_classes), normalize)
+    if cm.shape == (1, 1):  # scikit-learn's warning (it names its `labels` parameter)
+        warnings.warn("A single label was found in 'y_true' and 'y_pred'. For the confusion "
+                      "matrix to have the correct shape, use the 'num_classes' parameter to "
+                      "pass the number of classes.", UserWarning, stacklevel=2)
+    return cm
 
 
 def _accuracy(counts):
@@ -350,7 +383,10 @@ def _prf(counts, beta, average, labels, pos_label, zero_division, warn_for):
                          b2 * np.asarray(true, np.float64) + pred, "f-score",
                          "true nor predicted", average, warn_for, zero_division)
     if average is None:
-        support = true if counts.weighted else true.astype(np.int64)
+        # scikit-learn's support is int64 without weights, except when no sample at all is
+        # predicted right (its tp counts then start as float zeros): float64, as there.
+        integer = not counts.weighted and np.trace(counts.cm) != 0
+        support = true.astype(np.int64) if integer else true.astype(np.float64)
         return precision, recall, fscore, support
     weights = true if average == "weighted" else None
     return (_nanaverage(precision, weights), _nanaverage(recall, weights),
@@ -490,7 +526,8 @@ class ConfusionMatrix:
 
     def update(self, y_true, y_pred, *, sample_weight=None, threshold=0.5):
         """Add one batch. Labels outside [0, num_classes) raise and add nothing."""
-        batch = _counts(y_true, y_pred, sample_weight, threshold, self.num_classes)
+        batch = _counts(y_true, y_pred, sample_weight, threshold, self.num_classes,
+                        zero_weights=True)
         self._add(batch)
         return self
 

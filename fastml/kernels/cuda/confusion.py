@@ -217,6 +217,7 @@ def _make_kernels(pred_at):
         n = y_true.shape[0]
         t = cuda.threadIdx.x
         size = cuda.blockDim.x
+        mask = size - 1  # blockDim is a power of two: c & mask is c % size without a division
         cells = k * k
         first = n
         top = int64(0)
@@ -240,7 +241,7 @@ def _make_kernels(pred_at):
             if t < cells:
                 for j in range(size):
                     c = s_cell[j]
-                    if c >= 0 and c % size == t:
+                    if c >= 0 and (c & mask) == t:
                         table[c] += s_w[j]
             cuda.syncthreads()
         _publish_status(ctl, first, top, n)
