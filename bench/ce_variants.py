@@ -70,7 +70,9 @@ def make_variant(use_maximum, scale_in_dtype, nonpos_exp, sum_mode, one_name, pr
                  ahead=1):
     """sum_mode: "fused64" (exp and float64 sum in one loop), "split64" (two loops),
     "block32" (float32 sums over blocks of SUM_BLOCK, added in float64). prefetch: 0 none, 1 the
-    logits row ``ahead`` rows on into L2, 2 into L1, 3 into L2 plus its gradient row for writing.
+    logits row ``ahead`` rows on into L2, 2 into L1, 3 into L2 plus its gradient row for writing,
+    4 into L2 plus its gradient row for reading, 5 into L2 plus the current gradient row for
+    writing before the row max.
     """
 
     @inline
@@ -115,6 +117,9 @@ def make_variant(use_maximum, scale_in_dtype, nonpos_exp, sum_mode, one_name, pr
                 g = grad[i]
                 y = labels[i]
                 xy = np.float64(x[y])
+                if prefetch == 5:
+                    for j in range(0, c, 16):
+                        _prefetchw_l2(g, j)
                 m = x[0]
                 if use_maximum:
                     for j in range(1, c):
@@ -132,6 +137,8 @@ def make_variant(use_maximum, scale_in_dtype, nonpos_exp, sum_mode, one_name, pr
                             _prefetch_l2(nxt, j)
                         if prefetch == 3:
                             _prefetchw_l2(gnxt, j)
+                        elif prefetch == 4:
+                            _prefetch_l2(gnxt, j)
                 # One array under both names in place (see cross_entropy._exp_sum).
                 s = exp_sum(g, g, m) if in_place else exp_sum(g, x, m)
                 acc += (np.float64(m) - xy) + math.log(s)
@@ -174,6 +181,10 @@ VARIANTS = {
             make_variant(True, True, True, "split64", True, prefetch=3)),
     "v5c": ("v4 + prefetch of the logits row 2 on into L2",
             make_variant(True, True, True, "split64", True, prefetch=1, ahead=2)),
+    "v6": ("v5 + read-prefetch of the next gradient row into L2",
+           make_variant(True, True, True, "split64", True, prefetch=4)),
+    "v6b": ("v5 + write-prefetch of this row's gradient before its max pass",
+            make_variant(True, True, True, "split64", True, prefetch=5)),
 }
 
 
@@ -208,6 +219,8 @@ def run_memory(names, rounds, in_place, quiet, budget):
         left = deadline - time.monotonic()
         if quiet and (left <= 0 or not wait_for_quiet(timeout=left)):
             break
+        if quiet:
+            fns["floor"]()  # wake the sleeping worker threads untimed (see conftest.py)
         this = {}
 
         def one_round(this=this):

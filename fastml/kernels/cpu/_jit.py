@@ -3,12 +3,13 @@
 Never ``fastmath=True``: it implies ``nnan``/``ninf``, under which LLVM may delete the very
 NaN/Inf checks the guards rely on and fold ``x != x`` to false. The flags below allow
 reassociation (so float64 sums vectorize) and contraction into FMA, nothing that assumes finite
-values.
+values. Not ``arcp`` either: it lets LLVM turn ``x / d`` into ``x * (1 / d)``, and for a
+subnormal ``d`` (a mean over tiny class weights) ``1 / d`` overflows where ``x / d`` is finite.
 """
 
 from numba import njit
 
-FASTMATH = {"contract", "arcp", "reassoc", "afn", "nsz"}
+FASTMATH = {"contract", "reassoc", "afn", "nsz"}
 
 #: Fixed chunk length for parallel reductions. Partial sums are formed per chunk and added in
 #: chunk order, so a result does not depend on the number of threads.

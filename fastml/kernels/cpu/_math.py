@@ -54,6 +54,20 @@ def _bitcast(src, dst):
 _float32_bits = _bitcast(types.float32, types.int32)
 _bits_float32 = _bitcast(types.int32, types.float32)
 
+
+@intrinsic
+def _select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select``. A conditional expression in an inlined
+    function becomes a branch and a phi node in numba's IR; inlined at two call sites in one
+    kernel, those trip numba's SSA check (a NumbaIRAssumptionWarning at compile time)."""
+    if not (isinstance(cond, types.Boolean) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return a(cond, a, b), codegen
+
 _LOG2E = np.float32(1.44269504088896341)
 _LN2_HI = np.float32(0.693359375)  # ln 2 split so that k * _LN2_HI is exact
 _LN2_LO = np.float32(-2.12194440e-4)
@@ -92,9 +106,7 @@ def exp32(x):
 @inline
 def exp32_nonpos(x):
     """``exp(x)`` for a float32 ``x`` in ``[-inf, 0]`` (not NaN); -inf gives 0."""
-    y = _exp32_reduced(max(x, _X_MIN))
-    y = np.float32(0.0) if x < _X_MIN else y
-    return y
+    return _select(x < _X_MIN, np.float32(0.0), _exp32_reduced(max(x, _X_MIN)))
 
 
 def fast_exp(x):

@@ -116,12 +116,13 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     dt = logits.dtype.type
     weighted = weight.shape[0] != 0
     eps = label_smoothing
-    factor = 1.0
+    # A mean divides by D, never multiplies by 1/D: a subnormal D (tiny class weights) would
+    # make 1/D overflow where w_y / D and the loss are finite.
+    div = 1.0
     if reduction == MEAN:
         d, kept = _mean_denominator(labels, weight, ignore_index)
         # All rows ignored: 0 (documented; PyTorch gives NaN). Zero total weight: 0/0 = NaN.
-        factor = 0.0 if kept == 0 else (1.0 / d if d != 0.0 else np.nan)
-    gf = grad_scale * factor
+        div = np.inf if kept == 0 else (d if d != 0.0 else np.nan)
     w_total = 0.0
     if weighted:
         for j in range(c):
@@ -159,8 +160,8 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
                 l_row = np.nan
             else:
                 # The exp below is compute-bound and this row is in L1 by now: start loading
-                # the next row into L2 (the hardware prefetcher alone does not run that far
-                # ahead; measured 1.7x -> 1.45x of the floor, bench/NOTES.md).
+                # the next row into L2, which the hardware prefetcher alone does not do early
+                # enough (1.63-1.80x -> 1.43-1.71x of the floor, bench/NOTES.md).
                 if i + 1 < n:
                     nxt = logits[i + 1]
                     for j in range(0, c, line):
@@ -174,7 +175,10 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
                     else:
                         for j in range(c):
                             smooth += np.float64(m) - np.float64(x[j])
-                s = _exp_sum(g, g, m) if in_place else _exp_sum(g, x, m)
+                if in_place:
+                    s = _exp_sum(g, g, m)
+                else:
+                    s = _exp_sum(g, x, m)
                 # lse - x_c as (m - x_c) + log s: two terms >= 0, so large logits cancel no
                 # digits (m + log s - x_c loses |m| eps).
                 log_s = math.log(s)
@@ -184,19 +188,19 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
                 # dl/dx_j = e_j / s * a - b_j: one multiply (and a subtract with smoothing),
                 # in the input dtype: a float64 product would halve the vector width for a
                 # result rounded to float32 anyway (a rounded a costs at most 1 ulp).
-                a = dt(gf * ((1.0 - eps) * wy + eps * w_total / c) / s)
+                a = dt(((1.0 - eps) * wy + eps * w_total / c) / div * grad_scale / s)
                 if eps == 0.0:
                     for j in range(c):
                         g[j] = g[j] * a
                 else:
-                    b = dt(gf * eps / c)
+                    b = dt(eps / c / div * grad_scale)
                     if weighted:
                         for j in range(c):
                             g[j] = g[j] * a - b * weight[j]
                     else:
                         for j in range(c):
                             g[j] = g[j] * a - b
-                g[y] = g[y] - gf * (1.0 - eps) * wy
+                g[y] = g[y] - (1.0 - eps) * wy / div * grad_scale
             if reduction == NONE:
                 loss[i] = l_row
             else:
@@ -206,4 +210,4 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         total = 0.0
         for k in range(nchunks):
             total += partial[k]
-        loss[0] = total * factor
+        loss[0] = total / div

@@ -32,9 +32,9 @@ LOSS_OFF = 0  # loss partial sums
 DENOM_OFF = PARTIALS  # cross-entropy: sum of w[y] over kept rows
 KEPT_OFF = 2 * PARTIALS  # cross-entropy: number of kept rows
 WSUM_OFF = 3 * PARTIALS  # cross-entropy: sum of the class weights
-FACTOR = 4 * PARTIALS  # cross-entropy: 1/D for a mean (read by the main and finishing kernels)
-WTOTAL = FACTOR + 1  # cross-entropy: sum of the class weights, reduced
-SCRATCH_LEN = FACTOR + 2
+DIVISOR = 4 * PARTIALS  # cross-entropy: D for a mean (read by the main and finishing kernels)
+WTOTAL = DIVISOR + 1  # cross-entropy: sum of the class weights, reduced
+SCRATCH_LEN = DIVISOR + 2
 
 _MAX_CACHED = 64
 _local = threading.local()
@@ -113,20 +113,21 @@ def block_sum(sh, value):
 # shared-memory tree. The loss is written on the device, so a reduced loss never costs a host
 # round trip.
 @cuda.jit
-def _sum_partials_kernel(loss, buf, offset, nparts, loss_factor, use_factor):
+def _sum_partials_kernel(loss, buf, offset, nparts, loss_factor, use_divisor):
     sh = cuda.shared.array(SHARED, float64)
     s = 0.0
     for k in range(cuda.threadIdx.x, nparts, cuda.blockDim.x):
         s += buf[offset + k]
     total = block_sum(sh, s)
     if cuda.threadIdx.x == 0:
-        f = loss_factor
-        if use_factor:
-            f = f * buf[FACTOR]
-        loss[0] = total * f
+        total = total * loss_factor
+        if use_divisor:
+            total = total / buf[DIVISOR]
+        loss[0] = total
 
 
-def sum_partials(loss, buf, nparts, loss_factor, stream, use_factor=False):
-    """``loss[0] = sum(buf[:nparts]) * loss_factor`` (times ``buf[FACTOR]`` if ``use_factor``)."""
+def sum_partials(loss, buf, nparts, loss_factor, stream, use_divisor=False):
+    """``loss[0] = sum(buf[:nparts]) * loss_factor`` (divided by ``buf[DIVISOR]`` if
+    ``use_divisor``)."""
     _sum_partials_kernel[1, THREADS, stream](loss, buf, LOSS_OFF, nparts, float(loss_factor),
-                                             use_factor)
+                                             use_divisor)

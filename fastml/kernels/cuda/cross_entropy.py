@@ -10,7 +10,8 @@ with lse - x_c evaluated as (m - x_c) + log sum_c exp(x_c - m), m the row max: t
 so logits of 1e4 cancel no digits (as in the CPU kernel).
 
 A mean divides the loss and the gradient by D = sum of w_y over rows whose label is not
-``ignore_index`` (all rows ignored: factor 0; D == 0 otherwise: NaN).
+``ignore_index`` (all rows ignored: loss 0; D == 0 otherwise: NaN). It divides, never
+multiplies by 1/D: a subnormal D (tiny class weights) would make 1/D overflow.
 
 Layout: a group of G threads (a power of two) owns a row; a block holds T / G groups and walks
 the rows grid-stride. Per row: pass 1 reads the row once for its max (first NaN, else first
@@ -22,7 +23,7 @@ ever writes the columns it alone read. Memory sees the row read once from DRAM (
 L1/L2 for any realistic C) and the gradient written once: 8 B/logit in float32.
 
 D and W come from a small pre-pass over the labels and the weights whose result stays on the
-device (``buf[FACTOR]``, ``buf[WTOTAL]``), read by the main kernel: no host round trip.
+device (``buf[DIVISOR]``, ``buf[WTOTAL]``), read by the main kernel: no host round trip.
 """
 
 import math
@@ -65,7 +66,7 @@ def _weight_sums_kernel(buf, labels, weight, ignore_index, need_denom, need_wsum
         buf[L.WSUM_OFF + b] = wsum
 
 
-# One block: adds the pre-pass partials in a fixed order and leaves the mean's factor 1/D and W
+# One block: adds the pre-pass partials in a fixed order and leaves the mean's divisor D and W
 # on the device.
 @cuda.jit
 def _weight_sums_finish_kernel(buf, nparts):
@@ -83,11 +84,11 @@ def _weight_sums_finish_kernel(buf, nparts):
     if cuda.threadIdx.x == 0:
         # All rows ignored: 0 (documented; PyTorch gives NaN). Zero total weight: 0/0 = NaN.
         if kept == 0.0:
-            buf[L.FACTOR] = 0.0
+            buf[L.DIVISOR] = math.inf
         elif d != 0.0:
-            buf[L.FACTOR] = 1.0 / d
+            buf[L.DIVISOR] = d
         else:
-            buf[L.FACTOR] = math.nan
+            buf[L.DIVISOR] = math.nan
         buf[L.WTOTAL] = wsum
 
 
@@ -125,8 +126,7 @@ def _make_kernel(block):
         rows_per_block = cuda.blockDim.x // group
         weighted = weight.shape[0] != 0
         want_pred = pred.shape[0] != 0
-        factor = buf[L.FACTOR] if reduction == MEAN else 1.0
-        gf = grad_scale * factor
+        div = buf[L.DIVISOR] if reduction == MEAN else 1.0
         w_total = float64(c)
         if eps != 0.0:
             w_total = buf[L.WTOTAL] if weighted else float64(c)
@@ -202,9 +202,9 @@ def _make_kernel(block):
             if active:
                 g = grad[row]
                 if keep:
-                    a = dt(gf * ((1.0 - eps) * wy + eps * w_total / c) / s)
-                    b = dt(gf * eps / c)
-                    gy = dt(gf * (1.0 - eps) * wy)
+                    a = dt(((1.0 - eps) * wy + eps * w_total / c) / div * grad_scale / s)
+                    b = dt(eps / c / div * grad_scale)
+                    gy = dt((1.0 - eps) * wy / div * grad_scale)
                     for j in range(lane, c, group):
                         gj = math.exp(logits[row, j] - m) * a
                         if eps != 0.0:
@@ -306,4 +306,4 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight, ignore_index,
                                   eps, float(grad_scale), reduction, group)
     if reduction != NONE:
-        L.sum_partials(loss, buf, blocks, 1.0, stream, use_factor=reduction == MEAN)
+        L.sum_partials(loss, buf, blocks, 1.0, stream, use_divisor=reduction == MEAN)
