@@ -4,8 +4,9 @@ Each loss benchmark times its own floor right before and after itself; these row
 kernels alone (their ``x_floor`` near 1.0 says how steady the machine was during the run).
 """
 
-import _setup
 import pytest
+
+from fastml.bench import cases as _setup
 
 PATTERNS = {
     "read2_write1": _setup.REGRESSION_N,  # the regression losses

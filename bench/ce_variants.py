@@ -196,7 +196,8 @@ def _data(rows, cols):
 
 
 def run_memory(names, rounds, in_place, quiet, budget):
-    from _setup import CE_SHAPE, make_floor, others_busy, wait_for_quiet
+    from fastml.bench.cases import CE_SHAPE, make_floor
+    from fastml.bench.timing import others_busy, wait_for_quiet
 
     x, y = _data(*CE_SHAPE)
     g = np.empty_like(x)
@@ -249,7 +250,7 @@ def run_memory(names, rounds, in_place, quiet, budget):
           + (f", {dropped} dropped as not quiet" if quiet else "") + ")")
     for k, v in times.items():
         what = VARIANTS[k][0] if k in VARIANTS else {
-            "floor": "read 1 + write 1 (bench/_setup.py)",
+            "floor": "read 1 + write 1 (fastml/bench/cases.py)",
             "fastml": "fastml.kernels.cpu.cross_entropy_fwd_bwd (the library kernel)"}[k]
         print(f"{k:<8}{1e3 * np.median(v):>8.3f}{ratio[k]:>9.2f}  {what}")
 

@@ -20,7 +20,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # `pytest bench/` without an installed fastml
     sys.path.insert(0, _ROOT)
 
-import _setup  # noqa: E402
+from fastml.bench import cases as _setup  # noqa: E402
+from fastml.bench.timing import wait_for_quiet  # noqa: E402
 
 _ROWS = []  # one dict per measured row, in run order
 
@@ -72,7 +73,7 @@ def measure(benchmark, request):
 
         def time_floor():
             if quiet:
-                _setup.wait_for_quiet()
+                wait_for_quiet()
                 # After an idle wait the worker threads sleep and the clock may be low: the
                 # first call after it runs up to 2x slow. Spend that call untimed.
                 case.floor.run()

@@ -1,7 +1,7 @@
 """One setup per benchmarked op: inputs, the fastml call, its peers and its bandwidth floor.
 
-Nothing here imports pytest, so a ``fastml bench`` command can reuse the same cases with
-:func:`median_ms` instead of pytest-benchmark. A :class:`Case` holds zero-argument callables;
+Nothing here imports pytest: the ``bench/`` pytest-benchmark suites and the ``fastml bench``
+command build the same cases. A :class:`Case` holds zero-argument callables;
 every callable works on buffers allocated once in the setup, so a timed call measures the kernel
 and not page faults on fresh memory (PyTorch's backward is the exception: it allocates its
 gradient on every call, as it does in a training loop).
@@ -13,8 +13,6 @@ floor kernel use ordinary stores, so both pay the same read-for-ownership traffi
 array; bytes are counted as the op's useful reads + writes (DESIGN.md section 3).
 """
 
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,16 +34,14 @@ CE_SHAPE = (8192, 1000)
 
 # --- bandwidth floor kernels -------------------------------------------------------------------
 
-# No cache=True: numba's cache records the importing module's name, and this file is imported as
-# ``_setup`` by pytest but may be imported under a package name by a command.
-@njit(parallel=True, nogil=True)
+@njit(parallel=True, nogil=True, cache=True)
 def read2_write1(c, a, b):
     """c = a + b: the byte pattern of MSE/L1/Huber (12 B/element in float32)."""
     for i in prange(a.shape[0]):
         c[i] = a[i] + b[i]
 
 
-@njit(parallel=True, nogil=True)
+@njit(parallel=True, nogil=True, cache=True)
 def read1_write1(b, a, s):
     """b = a * s: the byte pattern of cross-entropy (8 B/element in float32). The multiply keeps
     LLVM from turning the loop into memcpy, whose non-temporal stores skip the
@@ -232,7 +228,7 @@ METRICS_N = 10_000_000
 METRICS_CLASSES = 10
 
 
-@njit(parallel=True, nogil=True)
+@njit(parallel=True, nogil=True, cache=True)
 def read2_sum(a, b):
     """sum(a + b): reads two label arrays once and writes nothing, the byte pattern of the
     confusion-count pass (16 B/sample for int64 labels)."""
@@ -293,64 +289,3 @@ def cases():
         "cross_entropy": lambda: cross_entropy_case(),
         "f1_macro": lambda: metrics_case(),
     }
-
-
-# --- timing without pytest ---------------------------------------------------------------------
-
-def median_ms(fn, rounds=30, warmup=3):
-    """Median wall time of ``fn()`` in ms, after ``warmup`` untimed calls (JIT compile, page
-    faults of first-touch buffers)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
-
-
-# --- a shared, noisy machine --------------------------------------------------------------------
-
-def _cpu_jiffies():
-    """(busy, total) jiffies of all CPUs since boot, or None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return sum(v) - idle, sum(v)
-
-
-def _own_jiffies():
-    with open("/proc/self/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, all threads
-
-
-def wait_for_quiet(threshold=0.08, interval=0.5, timeout=120.0):
-    """Block until other processes kept the CPUs at most ``threshold`` busy over ``interval``
-    seconds (Linux only; elsewhere returns at once). Returns False on timeout."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        a = _cpu_jiffies()
-        if a is None:
-            return True
-        time.sleep(interval)
-        b = _cpu_jiffies()
-        if (b[0] - a[0]) <= threshold * max(1, b[1] - a[1]):
-            return True
-    return False
-
-
-def others_busy(fn):
-    """Run ``fn()``; return the fraction of all CPU time that other processes used meanwhile
-    (0.0 off Linux): a round measured while it is high is not a measurement of this code."""
-    a, own_a = _cpu_jiffies(), _own_jiffies() if os.path.exists("/proc/self/stat") else 0
-    fn()
-    b = _cpu_jiffies()
-    if a is None or b is None:
-        return 0.0
-    own_b = _own_jiffies()
-    return max(0, (b[0] - a[0]) - (own_b - own_a)) / max(1, b[1] - a[1])
