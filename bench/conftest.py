@@ -21,6 +21,7 @@ if _ROOT not in sys.path:  # `pytest bench/` without an installed fastml
     sys.path.insert(0, _ROOT)
 
 from fastml.bench import cases as _setup  # noqa: E402
+from fastml.bench import optim_cases  # noqa: E402
 from fastml.bench.timing import wait_for_quiet  # noqa: E402
 
 _ROWS = []  # one dict per measured row, in run order
@@ -37,7 +38,7 @@ def pytest_addoption(parser):
 def case_of():
     """``case_of(op)``: the op's Case, built once per module (inputs stay allocated)."""
     built = {}
-    all_cases = _setup.cases()
+    all_cases = {**_setup.cases(), **optim_cases.cases()}
 
     def get(op):
         if op not in built:

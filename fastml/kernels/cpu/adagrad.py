@@ -10,8 +10,8 @@ PyTorch's rule (``torch.optim.Adagrad``), with g the effective gradient and t th
 import numpy as np
 from numba import prange
 
-from ..step_plan import APPLIED, C0, CLIP_COEF, UNSCALE
-from ._grad import effective_grad
+from ..step_plan import APPLIED, C0
+from ._grad import effective_grad, grad_coefs
 from ._jit import parallel
 
 
@@ -32,10 +32,7 @@ def adagrad_step(p, g, state_sum, ctl, eps, weight_decay, maximize, clip_value):
     if ctl[APPLIED] == 0.0:
         return
     dt = p.dtype.type
-    unscale = dt(ctl[UNSCALE])
-    coef = dt(-ctl[CLIP_COEF] if maximize else ctl[CLIP_COEF])
-    hi = dt(clip_value)
-    lo = -hi
+    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
     clr = dt(ctl[C0])
     eps_ = dt(eps)
     wd = dt(weight_decay)

@@ -15,8 +15,8 @@ per step, in float64); eps is added outside the square root after bias correctio
 import numpy as np
 from numba import prange
 
-from ..step_plan import APPLIED, C0, C1, CLIP_COEF, LR, UNSCALE
-from ._grad import effective_grad, lerp
+from ..step_plan import APPLIED, C0, C1, LR
+from ._grad import effective_grad, grad_coefs, lerp
 from ._jit import parallel
 
 
@@ -39,11 +39,9 @@ def adam_step(p, g, m, v, vmax, ctl, beta1, beta2, eps, weight_decay, decoupled,
     if ctl[APPLIED] == 0.0:
         return
     dt = p.dtype.type
-    unscale = dt(ctl[UNSCALE])
-    coef = dt(-ctl[CLIP_COEF] if maximize else ctl[CLIP_COEF])
-    hi = dt(clip_value)
-    lo = -hi
+    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
     b1w = dt(1.0 - beta1)
+    b1c = dt(1.0) - b1w
     b2 = dt(beta2)
     b2w = dt(1.0 - beta2)
     eps_ = dt(eps)
@@ -60,7 +58,7 @@ def adam_step(p, g, m, v, vmax, ctl, beta1, beta2, eps, weight_decay, decoupled,
             gi = gi + l2 * pi
         if use_decay:
             pi = pi * decay
-        mi = lerp(m[i], gi, b1w)
+        mi = lerp(m[i], gi, b1w, b1c)
         vi = b2 * v[i] + b2w * (gi * gi)
         m[i] = mi
         v[i] = vi

@@ -13,8 +13,8 @@ PyTorch's rule (``torch.optim.RMSprop``), with g the effective gradient:
 import numpy as np
 from numba import prange
 
-from ..step_plan import APPLIED, CLIP_COEF, LR, UNSCALE
-from ._grad import effective_grad, lerp
+from ..step_plan import APPLIED, LR
+from ._grad import effective_grad, grad_coefs, lerp
 from ._jit import parallel
 
 
@@ -38,13 +38,11 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay,
     if ctl[APPLIED] == 0.0:
         return
     dt = p.dtype.type
-    unscale = dt(ctl[UNSCALE])
-    coef = dt(-ctl[CLIP_COEF] if maximize else ctl[CLIP_COEF])
-    hi = dt(clip_value)
-    lo = -hi
+    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
     lr = dt(ctl[LR])
     a = dt(alpha)
     aw = dt(1.0 - alpha)
+    awc = dt(1.0) - aw
     eps_ = dt(eps)
     wd = dt(weight_decay)
     mom = dt(momentum)
@@ -58,7 +56,7 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay,
         sq = a * square_avg[i] + aw * (gi * gi)
         square_avg[i] = sq
         if centered:
-            ga = lerp(grad_avg[i], gi, aw)
+            ga = lerp(grad_avg[i], gi, aw, awc)
             grad_avg[i] = ga
             avg = np.sqrt(sq - ga * ga) + eps_
         else:

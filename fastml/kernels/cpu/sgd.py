@@ -12,8 +12,8 @@ Without momentum the buffer is not read or written (8 B/param fp32 less).
 
 from numba import prange
 
-from ..step_plan import APPLIED, C0, CLIP_COEF, LR, UNSCALE
-from ._grad import effective_grad
+from ..step_plan import APPLIED, C0, LR
+from ._grad import effective_grad, grad_coefs
 from ._jit import parallel
 
 
@@ -34,10 +34,7 @@ def sgd_step(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximi
     if ctl[APPLIED] == 0.0:
         return
     dt = p.dtype.type
-    unscale = dt(ctl[UNSCALE])
-    coef = dt(-ctl[CLIP_COEF] if maximize else ctl[CLIP_COEF])
-    hi = dt(clip_value)
-    lo = -hi
+    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
     lr = dt(ctl[LR])
     wd = dt(weight_decay)
     mom = dt(momentum)
