@@ -106,9 +106,13 @@ def contiguous_input(a, name, cuda):
 
 
 def _byte_range(a):
-    # A simulator device array has no __cuda_array_interface__; it forwards its host array's.
-    iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
-    start = iface["data"][0]
+    if isinstance(a, np.ndarray):
+        start = a.ctypes.data  # twice as fast as building __array_interface__
+    else:
+        # A simulator device array has no __cuda_array_interface__; it forwards its host
+        # array's.
+        iface = getattr(a, "__cuda_array_interface__", None) or a.__array_interface__
+        start = iface["data"][0]
     return start, start + a.size * a.dtype.itemsize
 
 
