@@ -33,12 +33,22 @@ class LossGradPred(NamedTuple):
     pred: Any
 
 
+_CPU = None
+
+
 def _backend(cuda):
+    """The kernels of one target: CUDA, or the CPU's run on one thread when small."""
+    global _CPU
     if cuda:
         from .kernels import cuda as kernels
-    else:
-        from .kernels import cpu as kernels
-    return kernels
+
+        return kernels
+    if _CPU is None:
+        from . import _threads
+        from .kernels import cpu
+
+        _CPU = _threads.SerialWhenSmall(cpu)
+    return _CPU
 
 
 def _reduction_code(reduction):
