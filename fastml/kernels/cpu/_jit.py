@@ -15,6 +15,12 @@ FASTMATH = {"contract", "reassoc", "afn", "nsz"}
 #: chunk order, so a result does not depend on the number of threads.
 CHUNK = 1 << 14
 
-serial = njit(nogil=True, cache=True, fastmath=FASTMATH)
-parallel = njit(nogil=True, cache=True, fastmath=FASTMATH, parallel=True)
-inline = njit(inline="always", fastmath=FASTMATH)
+#: IEEE division (x / 0 is inf or NaN) instead of Python's ZeroDivisionError: numba's check is a
+#: branch per division, and LLVM vectorizes no loop that holds one (a BCE element took 11.7 ns
+#: with it, 1.5 ns without). Kernels never divide by a user value that could be 0 unnoticed.
+ERROR_MODEL = "numpy"
+
+serial = njit(nogil=True, cache=True, fastmath=FASTMATH, error_model=ERROR_MODEL)
+parallel = njit(nogil=True, cache=True, fastmath=FASTMATH, parallel=True,
+                error_model=ERROR_MODEL)
+inline = njit(inline="always", fastmath=FASTMATH, error_model=ERROR_MODEL)
