@@ -1,7 +1,7 @@
 """Softmax cross-entropy (mean) loss + gradient on (8192, 1000) float32 logits.
 
 Floor: read 1 array + write 1 of the logits' size (8 B/logit), timed with
-``fastml.bench.cases.read1_write1``. Peers: PyTorch ``F.cross_entropy`` forward + backward (same thread
+``cases.read1_write1``. Peers: PyTorch ``F.cross_entropy`` forward + backward (same thread
 count) and plain NumPy.
 """
 

@@ -1,6 +1,6 @@
 """MSE, L1 and Huber (mean) loss + gradient over 10M float32 elements.
 
-Floor: read 2 arrays + write 1 (12 B/element), timed with ``fastml.bench.cases.read2_write1``. Peers:
+Floor: read 2 arrays + write 1 (12 B/element), timed with ``cases.read2_write1``. Peers:
 PyTorch ``F.mse_loss`` / ``l1_loss`` / ``huber_loss`` forward + backward (same thread count) and
 plain NumPy.
 """

@@ -95,10 +95,10 @@ def bench_cross_entropy(bw):
         x = torch.randn(n, c, device="cuda")
         y = torch.randint(0, c, (n,), device="cuda")
         out = torch.empty_like(x)
-        ms, sp = timed(lambda: fastml.cross_entropy(x, y, out=out))
+        ms, sp = timed(lambda x=x, y=y, out=out: fastml.cross_entropy(x, y, out=out))
         xt = x.clone().requires_grad_()
 
-        def torch_ce():
+        def torch_ce(xt=xt, y=y):
             xt.grad = None
             F.cross_entropy(xt, y).backward()
 

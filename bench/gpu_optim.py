@@ -168,8 +168,6 @@ def main():
 
     # A model of 1000 tensors of 100k params: fastml steps one FlatParams (one launch), torch
     # fused Adam the 1000 tensors (issue 3: fastml under 40% of torch's time).
-    del gopt, opt, p, g, m, v, buf, tp, tg, tm, tv
-    torch.cuda.empty_cache()
     tensors, size = 1000, 100_000
     flat = fastml.FlatParams({f"t{i}": (size,) for i in range(tensors)}, device="cuda")
     flat_g = torch.as_tensor(flat.grad.data, device="cuda")

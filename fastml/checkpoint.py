@@ -80,6 +80,6 @@ def load(path, opt):
         if src.dtype != dst.dtype:
             raise DTypeError(f"checkpoint param {i} must be {dst.dtype}; got {src.dtype}")
     opt._check_state_dict(state)
-    for src, dst in zip(params, opt._params):
+    for src, dst in zip(params, opt._params, strict=True):
         opt._write(dst, src.reshape(-1))
     opt.load_state_dict(state)

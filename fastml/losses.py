@@ -159,9 +159,9 @@ def _broadcast_index(w, shape, name):
     array, a trailing vector such as (C,), a per-row column (N, 1), or a scalar.
     """
     ws = (1,) * (len(shape) - w.ndim) + tuple(w.shape)
-    if w.ndim > len(shape) or any(a not in (1, b) for a, b in zip(ws, shape)):
+    if w.ndim > len(shape) or any(a not in (1, b) for a, b in zip(ws, shape, strict=True)):
         raise ShapeError(f"{name} must broadcast to {tuple(shape)}; got shape {tuple(w.shape)}")
-    kept = [k for k, (a, b) in enumerate(zip(ws, shape)) if a == b != 1]
+    kept = [k for k, (a, b) in enumerate(zip(ws, shape, strict=True)) if a == b != 1]
     if not kept:
         return 1, 1
     lo, hi = kept[0], kept[-1] + 1

@@ -42,7 +42,7 @@ class _Ranges:
 
     def __init__(self, arrays, names):
         spans = sorted((*A._byte_range(a), i) for i, a in enumerate(arrays) if a.size)
-        for (lo0, hi0, i), (lo1, hi1, j) in zip(spans, spans[1:]):
+        for (_, hi0, i), (lo1, _, j) in zip(spans, spans[1:], strict=False):
             if lo1 < hi0:
                 first, second = sorted((i, j))
                 raise ShapeError(f"{names[second]} must not share memory with params[{first}]")
@@ -134,9 +134,9 @@ class Optimizer:
             objs = [grads]
         names = ["grads"] if len(objs) == 1 and self._structure != "list" else [
             f"grads[{i}]" for i in range(len(objs))]
-        A.device_of(params=self._params[0], **dict(zip(names, objs)))
+        A.device_of(params=self._params[0], **dict(zip(names, objs, strict=True)))
         out = []
-        for name, obj, p, shape in zip(names, objs, self._params, self._shapes):
+        for name, obj, p, shape in zip(names, objs, self._params, self._shapes, strict=True):
             g = A.as_array(obj, name, self._cuda)
             if np.dtype(g.dtype) != np.dtype(p.dtype):
                 raise DTypeError(f"{name} must have the dtype of its parameter ({p.dtype}); "
@@ -253,7 +253,7 @@ class Optimizer:
             k.plan_step_snapshot(self._ctl, self._red, self._cfg, self._snapshots.ring, snap.row)
         else:
             k.plan_step(self._ctl, self._red, self._cfg)
-        for i, (p, g) in enumerate(zip(self._params, gs)):
+        for i, (p, g) in enumerate(zip(self._params, gs, strict=True)):
             self._update(i, p, g)
         if self._cuda:
             info = StepInfo.deferred(snap, guarded)
@@ -290,7 +290,7 @@ class Optimizer:
         a checkpoint of another kind, with other buffers, shapes or dtypes is refused."""
         self._check_state_dict(state)
         for name, arrays in self.state.items():
-            for dst, src in zip(arrays, state["state"][name]):
+            for dst, src in zip(arrays, state["state"][name], strict=True):
                 self._write(dst, np.asarray(src).reshape(-1))
         ctl = np.array(state["ctl"], dtype=np.float64)
         scaler = self.guard.scaler if self.guard is not None else None
@@ -337,7 +337,7 @@ class Optimizer:
             if len(buffers[name]) != len(arrays):
                 raise ShapeError(f"state {name!r} must hold {len(arrays)} arrays; got "
                                  f"{len(buffers[name])}")
-            for i, (dst, src) in enumerate(zip(arrays, buffers[name])):
+            for i, (dst, src) in enumerate(zip(arrays, buffers[name], strict=True)):
                 src = np.asarray(src)
                 if src.size != dst.size:
                     raise ShapeError(f"state {name}[{i}] must have {dst.size} elements; got "

@@ -15,6 +15,7 @@ array; bytes are counted as the op's useful reads + writes (DESIGN.md section 3)
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numba
 import numpy as np
@@ -86,6 +87,7 @@ class Case:
     floor: Floor
     impls: dict = field(default_factory=dict)
     check: Callable[[], float] | None = None  # max relative error of fastml vs a reference
+    family: str = ""  # report section: "losses", "optimizers", "guards", "metrics"
 
     @property
     def peers(self):
@@ -139,7 +141,7 @@ def regression_case(op, n=REGRESSION_N, dtype=np.float32, delta=1.0):
     fn = getattr(fastml, op)
     item = np.dtype(dtype).itemsize
     case = Case(op, f"{n:,} {np.dtype(dtype).name}", 3 * item * n,
-                make_floor("read2_write1", n, dtype))
+                make_floor("read2_write1", n, dtype), family="losses")
     case.impls["fastml"] = lambda: fn(p, t, out=g, **kwargs)
 
     d, tmp, g_np = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
@@ -194,7 +196,7 @@ def cross_entropy_case(shape=CE_SHAPE, dtype=np.float32):
     rows = np.arange(n)
     item = np.dtype(dtype).itemsize
     case = Case("cross_entropy", f"{n}x{c} {np.dtype(dtype).name}", 2 * item * x.size,
-                make_floor("read1_write1", x.size, dtype))
+                make_floor("read1_write1", x.size, dtype), family="losses")
     case.impls["fastml"] = lambda: fastml.cross_entropy(x, y, out=g)
 
     g_np = np.zeros_like(x)
@@ -216,6 +218,71 @@ def cross_entropy_case(shape=CE_SHAPE, dtype=np.float32):
         loss, grad = fastml.cross_entropy(x, y, out=g)
         ref = np.zeros(shape)
         ref_loss = _numpy_cross_entropy(x.astype(np.float64), y, ref, rows)
+        return max(_rel_err(grad, ref), abs(float(loss) - ref_loss) / abs(ref_loss))
+
+    case.check = check
+    return case
+
+
+def _numpy_bce(x, t, a, b, g):
+    """Plain NumPy BCE-with-logits (mean) in the overflow-free form, writing the gradient into
+    ``g``; ``a`` and ``b`` are scratch buffers. sigmoid(x) = (1 + tanh(x / 2)) / 2 needs no
+    branch on the sign of x."""
+    n = x.size
+    np.abs(x, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    np.log1p(a, out=a)  # log(1 + exp(-|x|))
+    np.maximum(x, 0, out=b)
+    a += b
+    np.multiply(x, t, out=b)
+    a -= b  # max(x, 0) - x t + log(1 + exp(-|x|))
+    loss = float(a.sum(dtype=np.float64)) / n
+    np.multiply(x, 0.5, out=g)
+    np.tanh(g, out=g)
+    g *= 0.5
+    g += 0.5
+    g -= t
+    g *= 1.0 / n  # d(loss)/dx = (sigmoid(x) - t) / n
+    return loss
+
+
+def bce_with_logits_case(n=REGRESSION_N, dtype=np.float32):
+    """Binary cross-entropy on ``n`` logits (mean) with probability targets: loss + gradient.
+
+    Floor: read 2 arrays + write 1 (12 B/element in float32), as for MSE. Peers: PyTorch
+    ``F.binary_cross_entropy_with_logits`` forward + backward and plain NumPy.
+    """
+    threads()
+    rng = np.random.default_rng(0)
+    x = (2.0 * rng.standard_normal(n)).astype(dtype)
+    t = rng.random(n).astype(dtype)
+    g = np.zeros_like(x)
+    item = np.dtype(dtype).itemsize
+    case = Case("bce_with_logits", f"{n:,} {np.dtype(dtype).name}", 3 * item * n,
+                make_floor("read2_write1", n, dtype), family="losses")
+    case.impls["fastml"] = lambda: fastml.bce_with_logits(x, t, out=g)
+
+    a, b, g_np = np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    case.impls["numpy"] = lambda: _numpy_bce(x, t, a, b, g_np)
+
+    if torch is not None:
+        xt = torch.from_numpy(x).requires_grad_(True)
+        tt = torch.from_numpy(t)
+
+        def torch_fwd_bwd():
+            xt.grad = None
+            loss = F.binary_cross_entropy_with_logits(xt, tt)
+            loss.backward()
+            return loss
+
+        case.impls["torch"] = torch_fwd_bwd
+
+    def check():
+        loss, grad = fastml.bce_with_logits(x, t, out=g)
+        x64, t64 = x.astype(np.float64), t.astype(np.float64)
+        ref = np.zeros(n)
+        ref_loss = _numpy_bce(x64, t64, np.zeros(n), np.zeros(n), ref)
         return max(_rel_err(grad, ref), abs(float(loss) - ref_loss) / abs(ref_loss))
 
     case.check = check
@@ -261,7 +328,7 @@ def metrics_case(n=METRICS_N, k=METRICS_CLASSES):
     y_pred = np.where(rng.random(n) < 0.7, y_true, rng.integers(0, k, n))
     floor_a, floor_b = y_true.copy(), y_pred.copy()  # own arrays: no cache reuse
     floor = Floor("read2_sum", n, 16 * n, lambda: read2_sum(floor_a, floor_b))
-    case = Case("f1_macro", f"{n:,} i64 k={k}", 16 * n, floor)
+    case = Case("f1_macro", f"{n:,} i64 k={k}", 16 * n, floor, family="metrics")
     case.impls["fastml"] = lambda: fastml.metrics.f1(y_true, y_pred, average="macro")
     case.impls["numpy"] = lambda: _numpy_macro_f1(y_true, y_pred, k)
     try:
@@ -281,11 +348,16 @@ def metrics_case(n=METRICS_N, k=METRICS_CLASSES):
 
 
 def cases():
-    """Every benchmarked case, keyed by op name (what ``fastml bench`` would iterate)."""
+    """Every benchmarked case, keyed by op name (what ``fastml bench`` iterates).
+
+    Each value builds the case at its default size when called with no arguments; ``fastml
+    bench`` passes a size keyword the factory names (``n=`` or ``shape=``) to sweep sizes.
+    """
     return {
-        "mse": lambda: regression_case("mse"),
-        "l1": lambda: regression_case("l1"),
-        "huber": lambda: regression_case("huber"),
-        "cross_entropy": lambda: cross_entropy_case(),
-        "f1_macro": lambda: metrics_case(),
+        "mse": partial(regression_case, "mse"),
+        "l1": partial(regression_case, "l1"),
+        "huber": partial(regression_case, "huber"),
+        "bce_with_logits": bce_with_logits_case,
+        "cross_entropy": cross_entropy_case,
+        "f1_macro": metrics_case,
     }

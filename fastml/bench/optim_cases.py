@@ -8,18 +8,21 @@ floor kernel with the step's byte pattern over the same number of parameters:
   (:func:`read4_write3`).
 - guarded Adam: the guard pass reads g once more: 32 B/param (:func:`read5_write3`).
 - SGD with momentum: read p, g, buf and write p, buf: 20 B/param (:func:`read3_write2`).
-- clip_grad_norm: read g for the norm, then read and write it to scale: 12 B/param.
+- clip_grad_norm: read g for the norm, then read and write it to scale: 12 B/param
+  (:func:`read1_then_scale`).
 
 Every step runs on the same buffers, so a timed step measures the kernel, not page faults. The
 gradients are fixed and small (norm about 3), so thousands of steps stay finite.
 """
+
+from functools import partial
 
 import numpy as np
 from numba import njit, prange
 
 import fastml
 
-from .cases import Case, Floor, make_floor, threads, torch
+from .cases import Case, Floor, threads, torch
 
 OPTIM_N = 10_000_000
 FLAT_TENSORS = 1000  # a FlatParams of this many tensors (OPTIM_N params in all)
@@ -56,6 +59,19 @@ def read3_write2(p, g, b, s):
         b[i] = b[i] * s + gi
 
 
+@njit(parallel=True, nogil=True, cache=True, fastmath={"reassoc"})
+def read1_then_scale(g, s):
+    """clip_grad_norm's pattern: a pass that reads g (the norm), then one that reads and writes
+    it in place (the scale): 12 B/element in float32. The sum is in g's dtype and may be
+    reassociated, so it vectorizes and the read pass runs at the memory's speed."""
+    total = g.dtype.type(0.0)
+    for i in prange(g.shape[0]):
+        total += g[i]
+    for i in prange(g.shape[0]):
+        g[i] = g[i] * s
+    return total
+
+
 def _floor(pattern, n, dtype):
     """A floor over its own arrays (no cache reuse with the op's)."""
     rng = np.random.default_rng(1)
@@ -68,6 +84,9 @@ def _floor(pattern, n, dtype):
         return Floor(pattern, n, 8 * item * n, lambda: read5_write3(*arrays, s))
     if pattern == "read3_write2":
         return Floor(pattern, n, 5 * item * n, lambda: read3_write2(*arrays[:3], s))
+    if pattern == "read1_then_scale":
+        s = np.dtype(dtype).type(0.9999999)  # slow decay: bounded over any number of calls
+        return Floor(pattern, n, 3 * item * n, lambda: read1_then_scale(arrays[0], s))
     raise ValueError(f"unknown floor pattern {pattern!r}")
 
 
@@ -137,7 +156,7 @@ class _NumpySGD:
 def _torch_step(params, grads, make_opt, clip_norm=None):
     """A torch.optim step over ``params`` (tensors sharing memory with NumPy arrays) whose
     ``.grad`` are the given tensors; ``clip_norm`` adds ``clip_grad_norm_`` (foreach)."""
-    for t, g in zip(params, grads):
+    for t, g in zip(params, grads, strict=True):
         t.grad = g
     opt = make_opt(params)
 
@@ -216,6 +235,7 @@ def flat_adam_case(tensors=FLAT_TENSORS, n=OPTIM_N, dtype=np.float32):
     """Adam over a model of ``tensors`` tensors of ``n // tensors`` parameters: fastml holds them
     in one FlatParams (one kernel launch); the peers step the separate tensors."""
     threads()
+    tensors = min(tensors, n)
     size = n // tensors
     total = size * tensors
     flat = fastml.FlatParams({f"t{i}": (size,) for i in range(tensors)}, dtype=dtype)
@@ -236,40 +256,53 @@ def flat_adam_case(tensors=FLAT_TENSORS, n=OPTIM_N, dtype=np.float32):
     return case
 
 
+def _shrinking_limit(clip):
+    """``clip(max_norm)`` called with a limit 0.1% below the last one: every call finds the
+    norm above its limit and scales (a fixed limit is met after two calls, and fastml then
+    rightly skips the scale while PyTorch multiplies by 1.0)."""
+    limit = [1.0]
+
+    def call():
+        limit[0] *= 0.999
+        return clip(limit[0])
+
+    return call
+
+
 def clip_grad_norm_case(n=OPTIM_N, dtype=np.float32):
-    """``clip_grad_norm`` of one gradient of ``n`` elements to norm 1 (it is about 3, so every
-    call scales): read once for the norm, read and written once to scale (12 B/element)."""
+    """``clip_grad_norm`` of one gradient of ``n`` elements (norm about 3) to a limit that
+    starts at 1 and shrinks by 0.1% per call, so every call reads the gradient for its norm and
+    then reads and writes it to scale (12 B/element)."""
     threads()
     _, g = _params(n, dtype)
     item = np.dtype(dtype).itemsize
     case = Case("clip_grad_norm", f"{n:,} {np.dtype(dtype).name}", 3 * item * n,
-                make_floor("read2_write1", n, dtype))
-    # Each implementation clips its own copy over and over: after the first call the norm is
-    # 1 and the coefficient 1 / (1 + 1e-6), so every call still reads and scales the gradient.
-    g_f, g_np = g.copy(), g.copy()
-    case.impls["fastml"] = lambda: fastml.clip_grad_norm([g_f], 1.0)
+                _floor("read1_then_scale", n, dtype))
+    g_f, g_np = g.copy(), g.copy()  # each implementation clips its own copy
+    case.impls["fastml"] = _shrinking_limit(lambda m: fastml.clip_grad_norm([g_f], m))
 
-    def numpy_clip():
+    def numpy_clip(max_norm):
         norm = float(np.sqrt(np.dot(g_np, g_np)))
-        coef = min(1.0, 1.0 / (norm + 1e-6))
-        np.multiply(g_np, coef, out=g_np)
+        np.multiply(g_np, min(1.0, max_norm / (norm + 1e-6)), out=g_np)
         return norm
 
-    case.impls["numpy"] = numpy_clip
+    case.impls["numpy"] = _shrinking_limit(numpy_clip)
     if torch is not None:
         t = torch.from_numpy(g.copy())
         t.grad = torch.from_numpy(g.copy())
-        case.impls["torch"] = lambda: torch.nn.utils.clip_grad_norm_([t], 1.0, foreach=True)
+        case.impls["torch"] = _shrinking_limit(
+            lambda m: torch.nn.utils.clip_grad_norm_([t], m, foreach=True))
     return case
 
 
 def cases():
-    """Every optimizer case, keyed by op name (factories, as in :func:`cases.cases`)."""
+    """Every optimizer case, keyed by op name: factories taking ``n=`` (parameters), as in
+    :func:`cases.cases`."""
     return {
-        "adam": lambda: adam_case(),
-        "adam_guarded": lambda: adam_case(guarded=True),
-        "adamw": lambda: adam_case(decoupled=True),
-        "sgd_momentum": lambda: sgd_case(),
-        "flat_adam": lambda: flat_adam_case(),
-        "clip_grad_norm": lambda: clip_grad_norm_case(),
+        "adam": partial(adam_case),
+        "adam_guarded": partial(adam_case, guarded=True),
+        "adamw": partial(adam_case, decoupled=True),
+        "sgd_momentum": partial(sgd_case),
+        "flat_adam": partial(flat_adam_case),
+        "clip_grad_norm": partial(clip_grad_norm_case),
     }

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 
-
 # --- timing without pytest ---------------------------------------------------------------------
 
 def median_ms(fn, rounds=30, warmup=3):
