@@ -181,6 +181,12 @@ def adam_case(n=OPTIM_N, dtype=np.float32, guarded=False, decoupled=False):
     cls, wd = (fastml.AdamW, 1e-2) if decoupled else (fastml.Adam, 0.0)
     opt = cls(p, lr=1e-3, weight_decay=wd, guard=guard)
     case.impls["fastml"] = lambda: opt.step(g)
+    if guarded:
+        # The same step without the guard, interleaved in this case's rounds: the guard's cost
+        # as a ratio measured under the same load (issue 3: at most 1.25x).
+        # Its own arrays, g included: none of its data is left in cache by another impl.
+        plain, g_plain = cls(p.copy(), lr=1e-3, weight_decay=wd), g.copy()
+        case.impls["fastml_unguarded"] = lambda: plain.step(g_plain)
 
     if not decoupled:
         p_np = p.copy()

@@ -28,15 +28,19 @@ def grad_stats(red, g, ctl, clip_value):
     ctl : (16,) float64, read (``ctl[SCALE]``)
     clip_value : float (inf: no value clipping)
 
-    Two loops per chunk, both 8 lanes wide in float32: the largest ``|g|`` with the
-    NaN-propagating ``maximum`` (NaN or Inf exactly when the chunk holds one), then the float64
-    sum of squares, without the unscale and clamp when there are none. Fused, the float64 sum
-    holds the finiteness test to 4 lanes: the split pass costs 0.16-0.22 ns/element on one
-    thread against 0.33 fused (bench/NOTES.md), so it hides under the memory time.
+    float32 without unscale or clamp (the common case) takes one loop: the float64 sum of
+    squares, finite exactly when every entry is. Otherwise two loops per chunk: the largest
+    ``|g|`` with the NaN-propagating ``maximum`` (NaN or Inf exactly when the chunk holds one;
+    8 lanes in float32), then the float64 sum of squares. Fused, the float64 sum holds the
+    finiteness test to 4 lanes (0.33 ns/element on one thread against 0.16-0.22 split); split,
+    the second loop re-reads the chunk from L2 and adds ~0.6 ms over 10M (bench/NOTES.md).
     """
     n = g.shape[0]
     dt = g.dtype.type
     plain = ctl[SCALE] == 1.0 and clip_value == np.inf
+    # float32 squares cannot overflow in float64 (at most 1.2e77 each, 2e81 a chunk): the sum
+    # of squares itself is finite exactly when every entry is, so one loop does both.
+    one_pass = plain and g.itemsize == 4
     unscale = dt(1.0 / ctl[SCALE])
     hi = dt(clip_value)
     lo = -hi
@@ -46,10 +50,17 @@ def grad_stats(red, g, ctl, clip_value):
     for c in prange(nchunks):
         # A slice indexed from 0: with range(lo, hi) numba keeps its negative-index wraparound.
         x = g[c * CHUNK:min(n, (c + 1) * CHUNK)]
+        s = 0.0
+        if one_pass:
+            for i in range(x.shape[0]):
+                y = np.float64(x[i])
+                s += y * y
+            sums[c] = s
+            bad[c] = 0.0 if s < np.inf else 1.0  # NaN compares false
+            continue
         big = dt(0.0)
         for i in range(x.shape[0]):
             big = maximum(big, abs(x[i]))
-        s = 0.0
         if plain:
             for i in range(x.shape[0]):
                 y = np.float64(x[i])
