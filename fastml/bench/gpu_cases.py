@@ -17,6 +17,7 @@ from numba import cuda, float64, int64
 
 import fastml
 
+from ..kernels.cuda import _launch as L
 from .cases import Case, Floor
 
 _BLOCK = 256
@@ -56,21 +57,13 @@ def _read4_write3_kernel(p, g, m, v):
 def _sum_kernel(total, a):
     # Read once: a block sum in shared memory, one float64 atomic per block.
     sh = cuda.shared.array(_SHARED, float64)
-    t = cuda.threadIdx.x
     s = 0.0
-    start = int64(cuda.blockIdx.x) * cuda.blockDim.x + t
+    start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
     for i in range(start, a.shape[0], int64(cuda.gridDim.x) * cuda.blockDim.x):
         s += a[i]
-    sh[t] = s
-    cuda.syncthreads()
-    stride = cuda.blockDim.x // 2
-    while stride > 0:
-        if t < stride:
-            sh[t] += sh[t + stride]
-        cuda.syncthreads()
-        stride //= 2
-    if t == 0:
-        cuda.atomic.add(total, 0, sh[0])
+    s = L.block_sum(sh, s)
+    if cuda.threadIdx.x == 0:
+        cuda.atomic.add(total, 0, s)
 
 
 @cuda.jit

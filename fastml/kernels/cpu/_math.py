@@ -128,31 +128,6 @@ def exp32_nonpos_sub(x):
     return select(x != x, x, y)
 
 
-def fast_exp(x):
-    """``exp(x)``: ``exp32`` for float32, ``math.exp`` otherwise (usable in ``@njit`` code)."""
-    return math.exp(x)
-
-
-@overload(fast_exp, inline="always")
-def _fast_exp(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: math.exp(x)
-
-
-def fast_exp_nonpos(x):
-    """``exp(x)`` for ``x`` in ``[-inf, 0]``: ``exp32_nonpos`` for float32, ``math.exp``
-    otherwise (usable in ``@njit`` code)."""
-    return math.exp(x)
-
-
-@overload(fast_exp_nonpos, inline="always")
-def _fast_exp_nonpos(x):
-    if x == types.float32:
-        return lambda x: exp32_nonpos(x)
-    return lambda x: math.exp(x)
-
-
 @inline
 def log1p32_unit(e):
     """``log1p(e)`` for a float32 ``e`` in ``[0, 1]`` (a BCE's ``exp(-|x|)``), vectorizable.
@@ -174,30 +149,37 @@ def log1p32_unit(e):
     return (s + s) * (np.float32(1.0) + z * p)
 
 
-def fast_exp_nonpos_sub(x):
-    """``exp(x)`` for ``x`` in ``[-inf, 0]`` or NaN, subnormals kept: ``exp32_nonpos_sub`` for
-    float32, ``math.exp`` otherwise (usable in ``@njit`` code)."""
-    return math.exp(x)
+def _float32_or_libm(name, float32_fn, libm_fn, doc):
+    """A function usable in ``@njit`` code that compiles to ``float32_fn`` for a float32
+    argument and to ``libm_fn`` (correctly rounded, scalar) for anything else."""
+
+    def stub(x):
+        return libm_fn(x)
+
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub, inline="always")
+    def _impl(x):
+        if x == types.float32:
+            return lambda x: float32_fn(x)
+        return lambda x: libm_fn(x)
+
+    return stub
 
 
-@overload(fast_exp_nonpos_sub, inline="always")
-def _fast_exp_nonpos_sub(x):
-    if x == types.float32:
-        return lambda x: exp32_nonpos_sub(x)
-    return lambda x: math.exp(x)
-
-
-def fast_log1p_unit(e):
-    """``log1p(e)`` for ``e`` in ``[0, 1]``: ``log1p32_unit`` for float32, ``math.log1p``
-    otherwise (usable in ``@njit`` code)."""
-    return math.log1p(e)
-
-
-@overload(fast_log1p_unit, inline="always")
-def _fast_log1p_unit(e):
-    if e == types.float32:
-        return lambda e: log1p32_unit(e)
-    return lambda e: math.log1p(e)
+fast_exp = _float32_or_libm(
+    "fast_exp", exp32, math.exp, "``exp(x)``: ``exp32`` for float32, ``math.exp`` otherwise.")
+fast_exp_nonpos = _float32_or_libm(
+    "fast_exp_nonpos", exp32_nonpos, math.exp,
+    "``exp(x)`` for ``x`` in ``[-inf, 0]``: ``exp32_nonpos`` for float32, else ``math.exp``.")
+fast_exp_nonpos_sub = _float32_or_libm(
+    "fast_exp_nonpos_sub", exp32_nonpos_sub, math.exp,
+    "``exp(x)`` for ``x`` in ``[-inf, 0]`` or NaN, subnormals kept: ``exp32_nonpos_sub`` for "
+    "float32, else ``math.exp``.")
+fast_log1p_unit = _float32_or_libm(
+    "fast_log1p_unit", log1p32_unit, math.log1p,
+    "``log1p(e)`` for ``e`` in ``[0, 1]``: ``log1p32_unit`` for float32, else ``math.log1p``.")
 
 
 @intrinsic
