@@ -213,6 +213,12 @@ def test_subnormal_total_weight_gives_a_finite_mean(device):
     r = fastml.cross_entropy(to_device(logits, device), to_device(labels, device),
                              weight=to_device(weight, device))
     assert np.isfinite(to_host(r.loss)) and np.isfinite(to_host(r.grad)).all()
+    # Found by hypothesis: one class of weight 5e-324 and full smoothing. The smoothing gradient
+    # (eps / C)(W p - w) / D is 0 here; as eps / (C D) times w it was -inf.
+    logits = np.zeros((5, 1))
+    labels = np.array([0, IGNORE, 0, 0, IGNORE])
+    check_against_reference(logits, labels, np.array([5e-324]), IGNORE, 1.0, "mean",
+                            device=device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

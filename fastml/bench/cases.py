@@ -108,6 +108,21 @@ def _rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
+def _torch_fwd_bwd(loss_fn, x, *others):
+    """PyTorch's forward + backward of ``loss_fn(x, *others)`` over the NumPy buffers
+    (zero-copy); its backward allocates a fresh gradient on every call, as in training."""
+    xt = torch.from_numpy(x).requires_grad_(True)
+    rest = [torch.from_numpy(o) for o in others]
+
+    def run():
+        xt.grad = None
+        loss = loss_fn(xt, *rest)
+        loss.backward()
+        return loss
+
+    return run
+
+
 def _numpy_regression(op, p, t, d, tmp, g, delta):
     """Plain NumPy with preallocated buffers: several passes over memory."""
     n = p.size
@@ -148,18 +163,9 @@ def regression_case(op, n=REGRESSION_N, dtype=np.float32, delta=1.0):
     case.impls["numpy"] = lambda: _numpy_regression(op, p, t, d, tmp, g_np, delta)
 
     if torch is not None:
-        pt = torch.from_numpy(p).requires_grad_(True)
-        tt = torch.from_numpy(t)
         tfn = {"mse": F.mse_loss, "l1": F.l1_loss,
                "huber": lambda a, b: F.huber_loss(a, b, delta=delta)}[op]
-
-        def torch_fwd_bwd():
-            pt.grad = None
-            loss = tfn(pt, tt)
-            loss.backward()
-            return loss
-
-        case.impls["torch"] = torch_fwd_bwd
+        case.impls["torch"] = _torch_fwd_bwd(tfn, p, t)
 
     def check():
         loss, grad = fn(p, t, out=g, **kwargs)
@@ -203,16 +209,7 @@ def cross_entropy_case(shape=CE_SHAPE, dtype=np.float32):
     case.impls["numpy"] = lambda: _numpy_cross_entropy(x, y, g_np, rows)
 
     if torch is not None:
-        xt = torch.from_numpy(x).requires_grad_(True)
-        yt = torch.from_numpy(y)
-
-        def torch_fwd_bwd():
-            xt.grad = None
-            loss = F.cross_entropy(xt, yt)
-            loss.backward()
-            return loss
-
-        case.impls["torch"] = torch_fwd_bwd
+        case.impls["torch"] = _torch_fwd_bwd(F.cross_entropy, x, y)
 
     def check():
         loss, grad = fastml.cross_entropy(x, y, out=g)
@@ -267,16 +264,7 @@ def bce_with_logits_case(n=REGRESSION_N, dtype=np.float32):
     case.impls["numpy"] = lambda: _numpy_bce(x, t, a, b, g_np)
 
     if torch is not None:
-        xt = torch.from_numpy(x).requires_grad_(True)
-        tt = torch.from_numpy(t)
-
-        def torch_fwd_bwd():
-            xt.grad = None
-            loss = F.binary_cross_entropy_with_logits(xt, tt)
-            loss.backward()
-            return loss
-
-        case.impls["torch"] = torch_fwd_bwd
+        case.impls["torch"] = _torch_fwd_bwd(F.binary_cross_entropy_with_logits, x, t)
 
     def check():
         loss, grad = fastml.bce_with_logits(x, t, out=g)

@@ -129,6 +129,11 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
             w_total += weight[j]
     else:
         w_total = float(c)
+    # The smoothing gradient (eps / C) w_j / D per class, with w_j / D formed first: a subnormal
+    # D makes eps / (C D) overflow where w_j / D is finite (a C = 1 row's gradient is then 0).
+    smooth_w = np.empty(c if weighted and eps != 0.0 else 0, dtype=logits.dtype)
+    for j in range(smooth_w.shape[0]):
+        smooth_w[j] = np.float64(weight[j]) / div * (eps / c) * grad_scale
     in_place = grad.ctypes.data == logits.ctypes.data  # the API allows same or disjoint only
     line = max(1, 64 // logits.itemsize)  # elements per 64-byte cache line
     rows = max(1, CHUNK // c)  # fixed by C alone, so the sum order ignores the thread count
@@ -193,11 +198,11 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
                     for j in range(c):
                         g[j] = g[j] * a
                 else:
-                    b = dt(eps / c / div * grad_scale)
                     if weighted:
                         for j in range(c):
-                            g[j] = g[j] * a - b * weight[j]
+                            g[j] = g[j] * a - smooth_w[j]
                     else:
+                        b = dt(eps / c / div * grad_scale)
                         for j in range(c):
                             g[j] = g[j] * a - b
                 g[y] = g[y] - (1.0 - eps) * wy / div * grad_scale

@@ -208,7 +208,12 @@ def _make_kernel(block):
                     for j in range(lane, c, group):
                         gj = math.exp(logits[row, j] - m) * a
                         if eps != 0.0:
-                            gj = gj - (b * weight[j] if weighted else b)
+                            # Weighted: w_j / D first, as on the CPU (eps / (C D) overflows
+                            # for a subnormal D where w_j / D is finite).
+                            if weighted:
+                                gj = gj - dt(float64(weight[j]) / div * (eps / c) * grad_scale)
+                            else:
+                                gj = gj - b
                         if j == y:
                             gj = gj - gy
                         g[j] = gj
