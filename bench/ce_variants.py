@@ -18,15 +18,18 @@ import time
 import warnings
 
 import numpy as np
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit, prange
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fastml.kernels.cpu._jit import CHUNK, FASTMATH, inline  # noqa: E402
-from fastml.kernels.cpu._math import fast_exp, fast_exp_nonpos, maximum  # noqa: E402
+from fastml.kernels.cpu._math import (  # noqa: E402
+    fast_exp,
+    fast_exp_nonpos,
+    make_prefetch,
+    maximum,
+)
 
 parallel = njit(nogil=True, fastmath=FASTMATH, parallel=True)
 # numba's SSA check trips over the inlined conditional expressions below; harmless here.
@@ -34,36 +37,9 @@ warnings.filterwarnings("ignore", message=".*is not in scope")
 SUM_BLOCK = 256
 
 
-def _make_prefetch(rw, locality):
-    """An intrinsic ``prefetch(arr, idx)``: llvm.prefetch of ``arr[idx]`` (rw 0 read, 1 write;
-    locality 3 = into L1, 2 = into L2)."""
-
-    @intrinsic
-    def prefetch(typingctx, arr, idx):
-        from llvmlite import ir
-
-        def codegen(context, builder, sig, args):
-            aty = sig.args[0]
-            ary = context.make_array(aty)(context, builder, args[0])
-            ptr = cgutils.get_item_pointer(context, builder, aty, ary, [args[1]],
-                                           wraparound=False, boundscheck=False)
-            i8p = ir.IntType(8).as_pointer()
-            i32 = ir.IntType(32)
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                "llvm.prefetch.p0")
-            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, rw),
-                              ir.Constant(i32, locality), ir.Constant(i32, 1)])
-            return context.get_dummy_value()
-
-        return types.void(arr, idx), codegen
-
-    return prefetch
-
-
-_prefetch_l2 = _make_prefetch(0, 2)
-_prefetch_l1 = _make_prefetch(0, 3)
-_prefetchw_l2 = _make_prefetch(1, 2)
+_prefetch_l2 = make_prefetch(0, 2)
+_prefetch_l1 = make_prefetch(0, 3)
+_prefetchw_l2 = make_prefetch(1, 2)
 
 
 def make_variant(use_maximum, scale_in_dtype, nonpos_exp, sum_mode, one_name, prefetch=0,

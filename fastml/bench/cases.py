@@ -51,28 +51,82 @@ def read1_write1(b, a, s):
         b[i] = a[i] * s
 
 
+@njit(parallel=True, nogil=True, cache=True)
+def read4_write3(p, g, m, v, s):
+    """Adam's pattern: p, m, v read and written in place, g read (28 B/param in float32)."""
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        p[i] = p[i] * s + gi
+        m[i] = m[i] * s + gi
+        v[i] = v[i] * s + gi
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def read5_write3(p, g, m, v, g2, s):
+    """A guarded Adam step's pattern: Adam's plus one more read of a gradient (32 B/param)."""
+    for i in prange(p.shape[0]):
+        gi = g[i] + g2[i]
+        p[i] = p[i] * s + gi
+        m[i] = m[i] * s + gi
+        v[i] = v[i] * s + gi
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def read3_write2(p, g, b, s):
+    """SGD with momentum's pattern: p and buf read and written, g read (20 B/param)."""
+    for i in prange(p.shape[0]):
+        gi = g[i]
+        p[i] = p[i] * s + gi
+        b[i] = b[i] * s + gi
+
+
+@njit(parallel=True, nogil=True, cache=True, fastmath={"reassoc"})
+def read1_then_scale(g, s):
+    """clip_grad_norm's pattern: a pass that reads g (the norm), then one that reads and writes
+    it in place (the scale): 12 B/element in float32. The sum is in g's dtype and may be
+    reassociated, so it vectorizes and the read pass runs at the memory's speed."""
+    total = g.dtype.type(0.0)
+    for i in prange(g.shape[0]):
+        total += g[i]
+    for i in prange(g.shape[0]):
+        g[i] = g[i] * s
+    return total
+
+
 @dataclass
 class Floor:
     """A bandwidth kernel with a given byte pattern; ``run()`` executes it once."""
 
-    pattern: str  # "read2_write1" or "read1_write1"
+    pattern: str  # a key of FLOORS
     n: int  # elements per array
     bytes_moved: int
     run: Callable[[], object]
 
 
+#: pattern -> (kernel, arrays it takes, bytes moved per element in units of the itemsize, the
+#: scalar passed after the arrays or None). The scalars keep values bounded over any number of
+#: calls on the same arrays.
+FLOORS = {
+    "read2_write1": (read2_write1, 3, 3, None),
+    "read1_write1": (read1_write1, 2, 2, 1.0001),
+    "read4_write3": (read4_write3, 4, 7, 0.5),
+    "read5_write3": (read5_write3, 5, 8, 0.5),
+    "read3_write2": (read3_write2, 3, 5, 0.5),
+    "read1_then_scale": (read1_then_scale, 1, 3, 0.9999999),
+}
+
+
 def make_floor(pattern, n, dtype=np.float32):
+    """The floor kernel of ``pattern`` over ``n`` elements, on arrays of its own (so no data is
+    left in cache by the op it is compared with)."""
+    if pattern not in FLOORS:
+        raise ValueError(f"pattern must be one of {sorted(FLOORS)}; got {pattern!r}")
+    kernel, count, units, scalar = FLOORS[pattern]
     rng = np.random.default_rng(1)
-    a = rng.standard_normal(n, dtype=np.float64).astype(dtype)
-    out = np.zeros(n, dtype=dtype)
-    item = np.dtype(dtype).itemsize
-    if pattern == "read2_write1":
-        b = rng.standard_normal(n, dtype=np.float64).astype(dtype)
-        return Floor(pattern, n, 3 * item * n, lambda: read2_write1(out, a, b))
-    if pattern == "read1_write1":
-        s = np.dtype(dtype).type(1.0001)
-        return Floor(pattern, n, 2 * item * n, lambda: read1_write1(out, a, s))
-    raise ValueError(f"pattern must be 'read2_write1' or 'read1_write1'; got {pattern!r}")
+    args = [rng.standard_normal(n, dtype=np.float64).astype(dtype) for _ in range(count)]
+    if scalar is not None:
+        args.append(np.dtype(dtype).type(scalar))
+    return Floor(pattern, n, units * np.dtype(dtype).itemsize * n, lambda: kernel(*args))
 
 
 # --- cases -------------------------------------------------------------------------------------

@@ -5,11 +5,11 @@ its peers (``torch.optim`` fused and foreach, ``torch.nn.utils.clip_grad_norm_``
 floor kernel with the step's byte pattern over the same number of parameters:
 
 - Adam / AdamW, in place: read p, g, m, v and write p, m, v: 28 B/param in float32
-  (:func:`read4_write3`).
-- guarded Adam: the guard pass reads g once more: 32 B/param (:func:`read5_write3`).
-- SGD with momentum: read p, g, buf and write p, buf: 20 B/param (:func:`read3_write2`).
+  (``cases.read4_write3``).
+- guarded Adam: the guard pass reads g once more: 32 B/param (``cases.read5_write3``).
+- SGD with momentum: read p, g, buf and write p, buf: 20 B/param (``cases.read3_write2``).
 - clip_grad_norm: read g for the norm, then read and write it to scale: 12 B/param
-  (:func:`read1_then_scale`).
+  (``cases.read1_then_scale``).
 
 Every step runs on the same buffers, so a timed step measures the kernel, not page faults. The
 gradients are fixed and small (norm about 3), so thousands of steps stay finite.
@@ -18,76 +18,13 @@ gradients are fixed and small (norm about 3), so thousands of steps stay finite.
 from functools import partial
 
 import numpy as np
-from numba import njit, prange
 
 import fastml
 
-from .cases import Case, Floor, threads, torch
+from .cases import Case, make_floor, threads, torch
 
 OPTIM_N = 10_000_000
 FLAT_TENSORS = 1000  # a FlatParams of this many tensors (OPTIM_N params in all)
-
-
-# --- floor kernels: the byte pattern of each step, trivial arithmetic --------------------------
-
-@njit(parallel=True, nogil=True, cache=True)
-def read4_write3(p, g, m, v, s):
-    """Adam's pattern: p, m, v read and written in place, g read (28 B/param in float32)."""
-    for i in prange(p.shape[0]):
-        gi = g[i]
-        p[i] = p[i] * s + gi
-        m[i] = m[i] * s + gi
-        v[i] = v[i] * s + gi
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def read5_write3(p, g, m, v, g2, s):
-    """A guarded Adam step's pattern: Adam's plus one more read of a gradient (32 B/param)."""
-    for i in prange(p.shape[0]):
-        gi = g[i] + g2[i]
-        p[i] = p[i] * s + gi
-        m[i] = m[i] * s + gi
-        v[i] = v[i] * s + gi
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def read3_write2(p, g, b, s):
-    """SGD with momentum's pattern: p and buf read and written, g read (20 B/param)."""
-    for i in prange(p.shape[0]):
-        gi = g[i]
-        p[i] = p[i] * s + gi
-        b[i] = b[i] * s + gi
-
-
-@njit(parallel=True, nogil=True, cache=True, fastmath={"reassoc"})
-def read1_then_scale(g, s):
-    """clip_grad_norm's pattern: a pass that reads g (the norm), then one that reads and writes
-    it in place (the scale): 12 B/element in float32. The sum is in g's dtype and may be
-    reassociated, so it vectorizes and the read pass runs at the memory's speed."""
-    total = g.dtype.type(0.0)
-    for i in prange(g.shape[0]):
-        total += g[i]
-    for i in prange(g.shape[0]):
-        g[i] = g[i] * s
-    return total
-
-
-def _floor(pattern, n, dtype):
-    """A floor over its own arrays (no cache reuse with the op's)."""
-    rng = np.random.default_rng(1)
-    arrays = [rng.standard_normal(n, dtype=np.float64).astype(dtype) for _ in range(5)]
-    s = np.dtype(dtype).type(0.5)  # keeps the values bounded over any number of calls
-    item = np.dtype(dtype).itemsize
-    if pattern == "read4_write3":
-        return Floor(pattern, n, 7 * item * n, lambda: read4_write3(*arrays[:4], s))
-    if pattern == "read5_write3":
-        return Floor(pattern, n, 8 * item * n, lambda: read5_write3(*arrays, s))
-    if pattern == "read3_write2":
-        return Floor(pattern, n, 5 * item * n, lambda: read3_write2(*arrays[:3], s))
-    if pattern == "read1_then_scale":
-        s = np.dtype(dtype).type(0.9999999)  # slow decay: bounded over any number of calls
-        return Floor(pattern, n, 3 * item * n, lambda: read1_then_scale(arrays[0], s))
-    raise ValueError(f"unknown floor pattern {pattern!r}")
 
 
 def _params(n, dtype, seed=0):
@@ -175,7 +112,7 @@ def adam_case(n=OPTIM_N, dtype=np.float32, guarded=False, decoupled=False):
     p, g = _params(n, dtype)
     name = ("adamw" if decoupled else "adam") + ("_guarded" if guarded else "")
     item = np.dtype(dtype).itemsize
-    floor = _floor("read5_write3" if guarded else "read4_write3", n, dtype)
+    floor = make_floor("read5_write3" if guarded else "read4_write3", n, dtype)
     case = Case(name, f"{n:,} {np.dtype(dtype).name}", (8 if guarded else 7) * item * n, floor)
     guard = fastml.Guard(clip_norm=1.0) if guarded else None
     cls, wd = (fastml.AdamW, 1e-2) if decoupled else (fastml.Adam, 0.0)
@@ -224,7 +161,7 @@ def sgd_case(n=OPTIM_N, dtype=np.float32):
     p, g = _params(n, dtype)
     item = np.dtype(dtype).itemsize
     case = Case("sgd_momentum", f"{n:,} {np.dtype(dtype).name}", 5 * item * n,
-                _floor("read3_write2", n, dtype))
+                make_floor("read3_write2", n, dtype))
     opt = fastml.SGD(p, lr=1e-3, momentum=0.9)
     case.impls["fastml"] = lambda: opt.step(g)
     np_opt = _NumpySGD(p.copy())
@@ -250,7 +187,7 @@ def flat_adam_case(tensors=FLAT_TENSORS, n=OPTIM_N, dtype=np.float32):
     flat.grad.data[:] = g
     item = np.dtype(dtype).itemsize
     case = Case("flat_adam", f"{tensors}x{size:,} {np.dtype(dtype).name}", 7 * item * total,
-                _floor("read4_write3", total, dtype))
+                make_floor("read4_write3", total, dtype))
     opt = fastml.Adam(flat, lr=1e-3)
     case.impls["fastml"] = lambda: opt.step()
     if torch is not None:
@@ -283,7 +220,7 @@ def clip_grad_norm_case(n=OPTIM_N, dtype=np.float32):
     _, g = _params(n, dtype)
     item = np.dtype(dtype).itemsize
     case = Case("clip_grad_norm", f"{n:,} {np.dtype(dtype).name}", 3 * item * n,
-                _floor("read1_then_scale", n, dtype))
+                make_floor("read1_then_scale", n, dtype))
     g_f, g_np = g.copy(), g.copy()  # each implementation clips its own copy
     case.impls["fastml"] = _shrinking_limit(lambda m: fastml.clip_grad_norm([g_f], m))
 

@@ -198,26 +198,36 @@ def maximum(typingctx, a, b):
     return a(a, b), codegen
 
 
-@intrinsic
-def prefetch_l2(typingctx, arr, idx):
-    """Prefetch the cache line of ``arr[idx]`` (a 1-D array, an integer index) into L2; a hint
-    with no effect on results, and no fault for any address."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
-        return None
+def make_prefetch(rw, locality):
+    """An intrinsic ``prefetch(arr, idx)``: ``llvm.prefetch`` of the cache line of ``arr[idx]``
+    (a 1-D array, an integer index); ``rw`` 0 to read, 1 to write; ``locality`` 3 keeps it in
+    L1, 2 in L2. A hint with no effect on results, and no fault for any address."""
 
-    def codegen(context, builder, sig, args):
-        aty = sig.args[0]
-        ary = context.make_array(aty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [args[1]],
-                                       wraparound=False, boundscheck=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-            "llvm.prefetch.p0")
-        # (address, rw = 0 read, locality = 2 keep in L2, cache type = 1 data)
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 2),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
+    @intrinsic
+    def prefetch(typingctx, arr, idx):
+        if not (isinstance(arr, types.Array) and arr.ndim == 1
+                and isinstance(idx, types.Integer)):
+            return None
 
-    return types.void(arr, idx), codegen
+        def codegen(context, builder, sig, args):
+            aty = sig.args[0]
+            ary = context.make_array(aty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, aty, ary, [args[1]],
+                                           wraparound=False, boundscheck=False)
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0")
+            # (address, rw, locality, cache type = 1 data)
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, rw),
+                              ir.Constant(i32, locality), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.void(arr, idx), codegen
+
+    return prefetch
+
+
+#: Read-prefetch into L2 (the kernels' only use).
+prefetch_l2 = make_prefetch(0, 2)
