@@ -1,6 +1,6 @@
 """Optimizer steps over 10M float32 parameters, the guard, FlatParams and clip_grad_norm.
 
-Floors (fastml/bench/optim_cases.py): Adam reads p, g, m, v and writes p, m, v (28 B/param);
+Floors (fastml/bench/cases.py, FLOORS): Adam reads p, g, m, v and writes p, m, v (28 B/param);
 guarded Adam reads g once more (32 B/param); SGD with momentum 20 B/param; clip_grad_norm
 12 B/element. Peers: ``torch.optim`` with ``fused=True`` and ``foreach=True`` (same thread
 count; guarded: ``clip_grad_norm_`` first) and NumPy.
