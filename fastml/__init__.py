@@ -1,6 +1,8 @@
 """fastml: compiled fused kernels for training loops (CPU via Numba, GPU via numba-cuda)."""
 
 from . import errors, metrics, schedules
+from ._device_errors import check_device_errors
+from ._streams import cuda_stream
 from .checkpoint import load, save
 from .errors import DeviceError, DTypeError, NonFiniteError, ShapeError
 from .guards import Guard, LossScaler, StepInfo, all_finite, clip_grad_norm, global_norm
@@ -13,7 +15,8 @@ __version__ = "0.1.0"
 __all__ = [
     "SGD", "Adagrad", "Adam", "AdamW", "DTypeError", "DeviceError", "FlatParams", "Guard",
     "LossGrad", "LossGradPred", "LossScaler", "NonFiniteError", "Optimizer", "RMSprop",
-    "ShapeError", "StepInfo", "all_finite", "bce_with_logits", "clip_grad_norm",
-    "cross_entropy", "errors", "global_norm", "huber", "l1", "load", "metrics", "mse", "save",
-    "schedules",
+    "ShapeError", "StepInfo", "all_finite", "bce_with_logits", "check_device_errors",
+    "clip_grad_norm",
+    "cross_entropy", "cuda_stream", "errors", "global_norm", "huber", "l1", "load", "metrics",
+    "mse", "save", "schedules",
 ]

@@ -48,8 +48,10 @@ def as_array(x, name, cuda):
     if cuda:
         from numba import cuda as nb_cuda
 
-        # numba's own device arrays pass through; anything else is wrapped, zero-copy.
-        return x if hasattr(x, "copy_to_host") else nb_cuda.as_cuda_array(x)
+        # numba's own device arrays pass through; anything else is wrapped, zero-copy, without
+        # waiting for the stream its interface names: fastml queues its kernels on that stream
+        # instead (fastml._streams), which the interface allows in place of a synchronization.
+        return x if hasattr(x, "copy_to_host") else nb_cuda.as_cuda_array(x, sync=False)
     if hasattr(x, "numpy") and hasattr(x, "detach"):  # PyTorch CPU tensor: zero-copy view
         try:
             return x.numpy()

@@ -10,6 +10,7 @@ another step's values. Everything here runs on the host and costs no synchroniza
 
 import numpy as np
 
+from . import _streams
 from .kernels import step_plan as P
 
 #: Rows in each optimizer's ring: how many steps later a GPU StepInfo can still be read first.
@@ -26,18 +27,19 @@ class CtlSnapshots:
         self.ring = cuda.device_array((self.slots, P.CTL_SIZE), dtype=np.float64)
         self._taken = 0
 
-    def take(self):
-        """The snapshot of the step being launched: its row is ``.row``, ``.read()`` reads it."""
-        snap = _Snapshot(self, self._taken)
+    def take(self, stream=0):
+        """The snapshot of the step being launched on ``stream``: its row is ``.row``,
+        ``.read()`` reads it."""
+        snap = _Snapshot(self, self._taken, stream)
         self._taken += 1
         return snap
 
 
 class _Snapshot:
-    __slots__ = ("_owner", "_seq")
+    __slots__ = ("_owner", "_seq", "_stream")
 
-    def __init__(self, owner, seq):
-        self._owner, self._seq = owner, seq
+    def __init__(self, owner, seq, stream):
+        self._owner, self._seq, self._stream = owner, seq, stream
 
     @property
     def row(self):
@@ -53,4 +55,4 @@ class _Snapshot:
                 f"a first read {later} steps later, after its device snapshot was reused (read "
                 "the fields you need before that, e.g. info.applied right after step(); "
                 "fastml._snapshots.SLOTS sets the ring size)")
-        return owner.ring[self.row].copy_to_host()
+        return _streams.to_host(owner.ring[self.row], self._stream)

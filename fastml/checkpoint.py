@@ -19,7 +19,7 @@ def save(path, opt):
     state = opt.state_dict()
     arrays = {"ctl": state["ctl"]}
     for i, (p, shape) in enumerate(zip(opt._params, opt._shapes, strict=True)):
-        host = p.copy_to_host() if hasattr(p, "copy_to_host") else p
+        host = opt._host(p)
         arrays[f"param/{i}"] = host.reshape(shape)  # the user's shape, checked on load
     for name, buffers in state["state"].items():
         for i, a in enumerate(buffers):

@@ -13,6 +13,8 @@ import operator
 import numpy as np
 
 from . import _arrays as A
+from . import _streams
+from ._dispatch import backend
 from .errors import ShapeError
 from .kernels import step_plan as P
 
@@ -52,14 +54,14 @@ class LossScaler:
         if not 0.0 < self.backoff_factor < 1.0:
             raise ValueError(f"backoff_factor must be in (0, 1); got {backoff_factor!r}")
         self.growth_interval = _count(growth_interval, "growth_interval")
-        self._ctl = None  # the optimizer's control state, once attached
+        self._owner = None  # the optimizer whose control state holds the live scale
 
     @property
     def scale(self):
         """The current loss scale (``init_scale`` until attached to an optimizer)."""
-        if self._ctl is None:
+        if self._owner is None:
             return self.init_scale
-        return float(_host(self._ctl)[P.SCALE])
+        return float(self._owner._read_ctl()[P.SCALE])
 
     def __repr__(self):
         return (f"LossScaler(scale={self.scale!r}, growth_factor={self.growth_factor!r}, "
@@ -213,36 +215,32 @@ def _grad_list(grads):
         a = A.as_array(g, f"grads[{i}]", cuda)
         A.check_float(a, f"grads[{i}]")
         arrays.append(a)
-    return arrays, cuda
+    return arrays, cuda, _streams.for_arrays(grads) if cuda else 0
 
 
-def _stats(arrays, cuda):
-    from .losses import _backend
-
-    kernels = _backend(cuda)
+def _stats(arrays, cuda, stream):
+    kernels = backend(cuda, stream)
     ctl = np.zeros(P.CTL_SIZE)
     ctl[P.SCALE] = 1.0
     red = np.zeros(P.RED_SIZE)
     if cuda:
-        from numba import cuda as nb_cuda
-
-        ctl, red = nb_cuda.to_device(ctl), nb_cuda.to_device(red)
+        ctl, red = _streams.to_device(ctl, stream), _streams.to_device(red, stream)
     for a in arrays:
         kernels.grad_stats(red, A.flat(A.contiguous_input(a, "grads", cuda)), ctl, math.inf)
-    red = _host(red)
+    red = _streams.to_host(red, stream) if cuda else red
     return math.sqrt(red[P.SUMSQ]), red[P.NONFINITE] == 0
 
 
 def global_norm(grads):
     """Global L2 norm over all gradients (float64 accumulation); NaN/Inf if any entry is."""
-    arrays, cuda = _grad_list(grads)
-    return _stats(arrays, cuda)[0]
+    arrays, cuda, stream = _grad_list(grads)
+    return _stats(arrays, cuda, stream)[0]
 
 
 def all_finite(grads):
     """True if no gradient entry is NaN or Inf."""
-    arrays, cuda = _grad_list(grads)
-    return bool(_stats(arrays, cuda)[1])
+    arrays, cuda, stream = _grad_list(grads)
+    return bool(_stats(arrays, cuda, stream)[1])
 
 
 def clip_grad_norm(grads, max_norm):
@@ -250,15 +248,14 @@ def clip_grad_norm(grads, max_norm):
     PyTorch's coefficient ``min(1, max_norm / (norm + 1e-6))``; returns the norm before clipping.
     A NaN/Inf norm makes the gradients NaN, as in PyTorch (``error_if_nonfinite=False``)."""
     max_norm = _positive(max_norm, "max_norm", allow_none=False)
-    arrays, cuda = _grad_list(grads)
+    arrays, cuda, stream = _grad_list(grads)
     for i, a in enumerate(arrays):
         if not (a.flags["C_CONTIGUOUS"] if isinstance(a, np.ndarray) else a.is_c_contiguous()):
             raise ShapeError(f"grads[{i}] must be C-contiguous to be clipped in place")
-    norm, _ = _stats(arrays, cuda)
+    norm, _ = _stats(arrays, cuda, stream)
     coef = min(1.0, max_norm / (norm + P.CLIP_EPS)) if not math.isnan(norm) else math.nan
     if coef != 1.0:
-        from .losses import _backend
-
+        kernels = backend(cuda, stream)
         for a in arrays:
-            _backend(cuda).scale_inplace(A.flat(a), coef)
+            kernels.scale_inplace(A.flat(a), coef)
     return norm

@@ -5,6 +5,7 @@ Each function validates everything first (a rejected call writes nothing), then 
 CUDA kernel chosen by where the arrays live.
 """
 
+import functools
 import math
 import operator
 from typing import Any, NamedTuple
@@ -12,6 +13,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _arrays as A
+from . import _device_errors, _streams
+from ._dispatch import backend
 from .errors import DTypeError, ShapeError
 
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # codes shared with the kernels (NONE, SUM, MEAN)
@@ -31,24 +34,6 @@ class LossGradPred(NamedTuple):
     loss: Any
     grad: Any
     pred: Any
-
-
-_CPU = None
-
-
-def _backend(cuda):
-    """The kernels of one target: CUDA, or the CPU's run on one thread when small."""
-    global _CPU
-    if cuda:
-        from .kernels import cuda as kernels
-
-        return kernels
-    if _CPU is None:
-        from . import _threads
-        from .kernels import cpu
-
-        _CPU = _threads.SerialWhenSmall(cpu)
-    return _CPU
 
 
 def _reduction_code(reduction):
@@ -99,20 +84,20 @@ def _pair(pred, target, pred_name, target_name, out):
     A.check_same_dtype(t, target_name, p, pred_name)
     A.check_same_shape(t, target_name, p, pred_name)
     A.check_non_empty(p, pred_name)
-    return p, t, cuda
+    return p, t, cuda, _streams.for_arrays(pred, target, out) if cuda else 0
 
 
 def _regression(kernel_name, pred, target, reduction, grad_scale, out, delta=0.0):
     code = _reduction_code(reduction)
     grad_scale = _real(grad_scale, "grad_scale")
-    p, t, cuda = _pair(pred, target, "pred", "target", out)
+    p, t, cuda, stream = _pair(pred, target, "pred", "target", out)
     grad, user_out = _grad_out(out, p, "pred", cuda, {"pred": p, "target": t})
     p_in = A.contiguous_input(p, "pred", cuda)
     t_in = A.contiguous_input(t, "target", cuda)
     n = p.size
     loss = A.empty_like(p, cuda, shape=(n if code == 0 else 1,))
     gf, lf = (grad_scale / n, 1.0 / n) if code == 2 else (grad_scale, 1.0)
-    kernel = getattr(_backend(cuda), kernel_name)
+    kernel = getattr(backend(cuda, stream), kernel_name)
     kernel(A.flat(grad), loss, A.flat(p_in), A.flat(t_in), delta, gf, lf)
     return LossGrad(_loss_result(loss, p.shape, code, p.dtype, cuda),
                     grad if user_out is None else user_out)
@@ -201,7 +186,7 @@ def bce_with_logits(logits, target, *, weight=None, pos_weight=None, reduction="
     """
     code = _reduction_code(reduction)
     grad_scale = _real(grad_scale, "grad_scale")
-    x, t, cuda = _pair(logits, target, "logits", "target", out)
+    x, t, cuda, stream = _pair(logits, target, "logits", "target", out)
     A.device_of(logits=logits, weight=weight, pos_weight=pos_weight)
     w = _weight_arg(weight, "weight", x, "logits", cuda)
     pw = _weight_arg(pos_weight, "pos_weight", x, "logits", cuda)
@@ -215,7 +200,7 @@ def bce_with_logits(logits, target, *, weight=None, pos_weight=None, reduction="
     n = x.size
     loss = A.empty_like(x, cuda, shape=(n if code == 0 else 1,))
     gf, lf = (grad_scale / n, 1.0 / n) if code == 2 else (grad_scale, 1.0)
-    _backend(cuda).bce_with_logits_fwd_bwd(
+    backend(cuda, stream).bce_with_logits_fwd_bwd(
         A.flat(grad), loss, A.flat(x_in), A.flat(t_in),
         one if w is None else A.flat(w), w_div, w_mod,
         one if pw is None else A.flat(pw), pw_div, pw_mod, gf, lf)
@@ -235,6 +220,7 @@ def _ones(dtype, cuda):
             from numba import cuda as nb_cuda
 
             host = nb_cuda.to_device(host)
+            nb_cuda.synchronize()  # once: later calls read it from any stream
         _ONES[key] = host
     return _ONES[key]
 
@@ -254,6 +240,15 @@ def _labels_arg(labels, n_rows, cuda):
             raise DTypeError(f"labels must be int32 or int64 on the GPU; got {np.dtype(y.dtype)}")
         y = y.astype(np.int64)
     return A.contiguous_input(y, "labels", cuda)
+
+
+def _label_message(c, ignore_index, index, value, seq=None):
+    text = (f"labels must be in [0, {c}) or ignore_index ({ignore_index}); "
+            f"got labels[{index}] = {value}")
+    if seq is not None:
+        text += (f" (found on the GPU after cross_entropy call #{seq} of this process returned; "
+                 "that call's loss and gradient are NaN)")
+    return text
 
 
 def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoothing=0.0,
@@ -303,21 +298,26 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
     w = _weight_arg(weight, "weight", x, "logits", cuda)
     if w is not None and tuple(w.shape) != (c,):
         raise ShapeError(f"weight must have shape ({c},); got {tuple(w.shape)}")
-    kernels = _backend(cuda)
-    bad = kernels.first_bad_label(y, c, ignore_index)
-    if bad >= 0:
-        value = int(y[bad]) if not cuda else int(y[bad:bad + 1].copy_to_host()[0])
-        raise ShapeError(
-            f"labels must be in [0, {c}) or ignore_index ({ignore_index}); "
-            f"got labels[{bad}] = {value}"
-        )
     grad, user_out = _grad_out(out, x, "logits", cuda, {"logits": x, "labels": y, "weight": w})
     x_in = A.contiguous_input(x, "logits", cuda)
+    stream = _streams.for_arrays(logits, labels, weight, out) if cuda else 0
+    kernels = backend(cuda, stream)
+    message = functools.partial(_label_message, c, ignore_index)
+    if cuda:  # checked on the device, reported later: see fastml._device_errors
+        record = _device_errors.log().open(message)
+    else:
+        record = np.empty(2, np.int64)
+    kernels.check_labels(record, y, c, ignore_index)
+    if not cuda and record[0] >= 0:
+        raise ShapeError(message(int(record[0]), int(record[1])))
     loss = A.empty_like(x, cuda, shape=(n if code == 0 else 1,))
     pred = A.empty_like(x, cuda, shape=(n if return_pred else 0,), dtype=np.int64)
     no_weight = A.empty_like(x, cuda, shape=(0,)) if w is None else w
     kernels.cross_entropy_fwd_bwd(grad, loss, pred, x_in, y, no_weight, ignore_index,
-                                  label_smoothing, grad_scale, code)
+                                  label_smoothing, grad_scale, code,
+                                  **({"bad": record} if cuda else {}))
+    if cuda:
+        _device_errors.raise_finished()
     loss = _loss_result(loss, (n,), code, x.dtype, cuda)
     grad = grad if user_out is None else user_out
     return LossGradPred(loss, grad, pred) if return_pred else LossGrad(loss, grad)

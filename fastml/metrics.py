@@ -8,6 +8,7 @@ in place, no copy). For integer predictions every result equals scikit-learn's, 
 ``sample_weight``.
 """
 
+import functools
 import math
 import operator
 import warnings
@@ -15,6 +16,8 @@ import warnings
 import numpy as np
 
 from . import _arrays as A
+from . import _streams
+from ._dispatch import backend
 from .errors import DTypeError, ShapeError
 
 __all__ = [
@@ -29,12 +32,6 @@ _MAX_CLASSES = 1 << 14
 
 class UndefinedMetricWarning(UserWarning):
     """A metric divided by zero and was set by ``zero_division="warn"`` (scikit-learn's)."""
-
-
-def _backend(cuda):
-    from .losses import _backend as backend
-
-    return backend(cuda)
 
 
 # Inputs -----------------------------------------------------------------------------------------
@@ -54,7 +51,7 @@ def _label_array(x, name, cuda):
 
 
 def _inputs(y_true, y_pred, sample_weight, threshold):
-    """Validated kernel inputs: (y_true, y_pred, weight, kind, cuda, integer_weights)."""
+    """Validated kernel inputs: (y_true, y_pred, weight, kind, cuda, integer_weights, stream)."""
     cuda = A.device_of(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     yt = _label_array(y_true, "y_true", cuda)
     n = yt.shape[0]
@@ -77,7 +74,8 @@ def _inputs(y_true, y_pred, sample_weight, threshold):
         raise ShapeError(f"y_pred must have the length of y_true ({n}); got {yp.shape[0]}")
     threshold = float(threshold)
     w, int_weights = _weights(sample_weight, n, cuda)
-    return yt, yp, w, form, cuda, int_weights
+    stream = _streams.for_arrays(y_true, y_pred, sample_weight) if cuda else 0
+    return yt, yp, w, form, cuda, int_weights, stream
 
 
 def _weights(sample_weight, n, cuda):
@@ -120,9 +118,12 @@ class _Counts:
         return tp, pred, true
 
 
-def _run_counts(yt, yp, w, form, cuda, threshold, k):
-    """One counting pass into a fresh (k, k) table; returns (cm, seen, status) on the host."""
-    kernels = _backend(cuda)
+def _run_counts(yt, yp, w, form, cuda, threshold, k, stream):
+    """One counting pass into a fresh (k, k) table; returns (cm, seen, status) on the host.
+
+    On the GPU the kernels run on ``stream`` and the copies back wait for it, after which the
+    inputs are ready for any further host read."""
+    kernels = backend(cuda, stream)
     kernel = {"label": kernels.confusion_counts,
               "thresholded": kernels.confusion_counts_thresholded,
               "argmax": kernels.confusion_counts_argmax}[form]
@@ -130,13 +131,11 @@ def _run_counts(yt, yp, w, form, cuda, threshold, k):
     cm, seen, status = np.zeros((k, k), dtype), np.zeros(k, np.bool_), np.zeros(2, np.int64)
     no_weight = np.zeros(0)
     if cuda:
-        from numba import cuda as nb_cuda
-
-        cm, seen, status = nb_cuda.to_device(cm), nb_cuda.to_device(seen), nb_cuda.to_device(status)
-        no_weight = nb_cuda.to_device(no_weight)
+        cm, seen, status, no_weight = (_streams.to_device(a, stream)
+                                       for a in (cm, seen, status, no_weight))
     kernel(cm, seen, status, yt, yp, no_weight if w is None else w, threshold)
     if cuda:
-        return cm.copy_to_host(), seen.copy_to_host(), status.copy_to_host()
+        return tuple(_streams.to_host(a, stream) for a in (cm, seen, status))
     return cm, seen, status
 
 
@@ -159,6 +158,7 @@ def _predicted(yp, form, i, threshold):
 
 
 def _item(a, i):
+    # Read only after _run_counts (or top_k's status copy) has waited for the call's stream.
     return a[i:i + 1].copy_to_host()[0] if hasattr(a, "copy_to_host") else a[i]
 
 
@@ -170,19 +170,20 @@ def _range_error(name, i, value, k):
 
 
 def _counts(y_true, y_pred, sample_weight=None, threshold=0.5, num_classes=None,
-            zero_weights=False):
-    yt, yp, w, form, cuda, int_w = _inputs(y_true, y_pred, sample_weight, threshold)
+            zero_weights=False, inputs=None):
+    yt, yp, w, form, cuda, int_w, stream = inputs or _inputs(y_true, y_pred, sample_weight,
+                                                             threshold)
     threshold = float(threshold)
     if num_classes is not None:
         k = _num_classes(num_classes)
-        cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k)
+        cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k, stream)
         if status[0] >= 0:
             raise _label_error(yt, yp, form, int(status[0]), k, threshold)
         if not zero_weights:
             _check_some_weight(cm, w)
         return _Counts(cm, seen, w is not None, int_w)
     k = _FIRST_TABLE if form != "argmax" else max(_FIRST_TABLE, yp.shape[1])
-    cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k)
+    cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k, stream)
     if status[0] >= 0:
         bad = int(status[0])
         value = min(int(_item(yt, bad)), int(_item(yp, bad)) if form == "label" else 0)
@@ -192,7 +193,7 @@ def _counts(y_true, y_pred, sample_weight=None, threshold=0.5, num_classes=None,
         if k > _MAX_CLASSES:
             raise ShapeError(f"labels must be below {_MAX_CLASSES} unless num_classes is given; "
                              f"got a label of {k - 1}")
-        cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k)
+        cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k, stream)
         if status[0] >= 0:  # a negative label after the first large one
             raise _label_error(yt, yp, form, int(status[0]), k, threshold)
     k = int(status[1]) + 1
@@ -487,12 +488,11 @@ def top_k_accuracy(y_true, scores, *, k=2, sample_weight=None, normalize=True):
     s = A.contiguous_input(s, "scores", cuda)
     status = np.zeros(2)
     no_weight = np.zeros(0)
+    stream = _streams.for_arrays(y_true, scores, sample_weight) if cuda else 0
     if cuda:
-        from numba import cuda as nb_cuda
-
-        status, no_weight = nb_cuda.to_device(status), nb_cuda.to_device(no_weight)
-    _backend(cuda).top_k_hits(status, s, yt, no_weight if w is None else w, k)
-    status = status.copy_to_host() if cuda else status
+        status, no_weight = (_streams.to_device(a, stream) for a in (status, no_weight))
+    backend(cuda, stream).top_k_hits(status, s, yt, no_weight if w is None else w, k)
+    status = _streams.to_host(status, stream) if cuda else status
     if status[1] >= 0:
         bad = int(status[1])
         raise _range_error("y_true", bad, int(_item(yt, bad)), c)
@@ -509,6 +509,76 @@ def _host_sum(w):
 
 # Streaming --------------------------------------------------------------------------------------
 
+class _DeviceCounts:
+    """A ``ConfusionMatrix``'s tables on the GPU: counts (int64) and weighted sums (float64),
+    added to by batches queued on any stream, and read back once, when the counts are asked for.
+    """
+
+    def __init__(self, k):
+        self.k = k
+        self.cm = {}  # dtype -> device table
+        self.seen = None
+        self.integer_weights = True
+        self.stream = 0
+
+    def _table(self, dtype):
+        if dtype not in self.cm:
+            self.cm[dtype] = _streams.to_device(np.zeros((self.k, self.k), dtype), self.stream)
+        return self.cm[dtype]
+
+    def add(self, inputs, threshold):
+        from . import _device_errors
+
+        yt, yp, w, form, _, int_w, stream = inputs
+        if not _streams.same(stream, self.stream):
+            if self.seen is not None:  # the tables were last written on another stream
+                _streams.wait_for(stream, self.stream)
+            self.stream = stream
+        if self.seen is None:
+            self.seen = _streams.to_device(np.zeros(self.k, np.bool_), stream)
+        cm = self._table(np.float64 if w is not None else np.int64)
+        self.integer_weights = self.integer_weights and int_w
+        k = self.k
+        status = _device_errors.log().open(functools.partial(_deferred_label_error, k))
+        kernels = backend(True, stream)
+        kernel = {"label": kernels.confusion_counts,
+                  "thresholded": kernels.confusion_counts_thresholded,
+                  "argmax": kernels.confusion_counts_argmax}[form]
+        kernel(cm, self.seen, status, yt, yp, _no_weight() if w is None else w, threshold)
+        _device_errors.raise_finished()
+
+    def collect(self):
+        """The tables as host ``_Counts`` (waits for their stream; raises a batch's error)."""
+        from . import _device_errors
+
+        tables = {dtype: _streams.to_host(t, self.stream) for dtype, t in self.cm.items()}
+        seen = (_streams.to_host(self.seen, self.stream) if self.seen is not None
+                else np.zeros(self.k, np.bool_))
+        _device_errors.check_device_errors(wait=False)  # the stream is done: its checks too
+        weighted = np.float64 in tables
+        cm = sum(tables.values()) if tables else np.zeros((self.k, self.k), np.int64)
+        return _Counts(cm, seen, weighted, self.integer_weights)
+
+
+_NO_WEIGHT = []
+
+
+def _no_weight():
+    """An empty device array standing in for absent weights (nothing to copy, any stream)."""
+    if not _NO_WEIGHT:
+        from numba import cuda
+
+        _NO_WEIGHT.append(cuda.device_array(0, dtype=np.float64))
+    return _NO_WEIGHT[0]
+
+
+def _deferred_label_error(k, index, largest, seq):
+    return (f"y_true and y_pred must hold labels in [0, {k}) (num_classes={k}); got one outside "
+            f"at sample {index} of a GPU batch (the largest label in it: {largest}; found on the "
+            f"GPU after ConfusionMatrix.update, checked call #{seq}, returned; the batch was not "
+            "counted)")
+
+
 class ConfusionMatrix:
     """Confusion counts accumulated over many batches (or merged across workers), with every
     metric derived from them exactly as the functional API would on the concatenated data.
@@ -522,17 +592,37 @@ class ConfusionMatrix:
     def __init__(self, num_classes):
         self.num_classes = _num_classes(num_classes)
         k = self.num_classes
-        self._counts = _Counts(np.zeros((k, k), np.int64), np.zeros(k, np.bool_), False)
+        self._host_counts = _Counts(np.zeros((k, k), np.int64), np.zeros(k, np.bool_), False)
+        self._device = None  # GPU batches: _DeviceCounts, folded in when the counts are read
 
     def update(self, y_true, y_pred, *, sample_weight=None, threshold=0.5):
-        """Add one batch. Labels outside [0, num_classes) raise and add nothing."""
+        """Add one batch. Labels outside [0, num_classes) raise and add nothing.
+
+        GPU batches are counted into tables on the device without waiting for it: a bad label
+        adds nothing there, and its error is raised by a later fastml call (the first that sees
+        the device done, at the latest the next read of the counts; see
+        ``fastml.check_device_errors``)."""
+        inputs = _inputs(y_true, y_pred, sample_weight, threshold)
+        if inputs[4]:  # cuda
+            if self._device is None:
+                self._device = _DeviceCounts(self.num_classes)
+            self._device.add(inputs, float(threshold))
+            return self
         batch = _counts(y_true, y_pred, sample_weight, threshold, self.num_classes,
-                        zero_weights=True)
+                        zero_weights=True, inputs=inputs)
         self._add(batch)
         return self
 
+    @property
+    def _counts(self):
+        """All counts so far, on the host (reading GPU tables waits for their stream)."""
+        if self._device is not None:
+            batch, self._device = self._device.collect(), None
+            self._add(batch)
+        return self._host_counts
+
     def _add(self, other):
-        mine = self._counts
+        mine = self._host_counts
         if other.weighted and not mine.weighted:
             mine.cm = mine.cm.astype(np.float64)
             mine.weighted = True
@@ -553,6 +643,8 @@ class ConfusionMatrix:
         return self
 
     def reset(self):
+        if self._device is not None:
+            self._device.collect()  # raises a pending error of the batches being dropped
         self.__init__(self.num_classes)
 
     def compute(self, normalize=None):

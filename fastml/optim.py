@@ -13,18 +13,14 @@ import math
 import numpy as np
 
 from . import _arrays as A
+from . import _device_errors, _streams
+from ._dispatch import backend
 from ._snapshots import CtlSnapshots
 from .errors import DTypeError, NonFiniteError, ShapeError
 from .guards import Guard, StepInfo
 from .kernels import step_plan as P
 from .params import FlatBuffer, FlatParams
 from .schedules import Schedule
-
-
-def _backend(cuda):
-    from .losses import _backend as backend
-
-    return backend(cuda)
 
 
 def _check_param(a, name):
@@ -74,7 +70,8 @@ class Optimizer:
         self._hyper = hyper
         self._set_params(params)
         self.guard = guard
-        self._kernels = _backend(self._cuda)
+        self._stream = 0  # GPU: the stream of the last step, which every device read waits for
+        self._kernels = backend(self._cuda)
         self.lr = lr  # validates and builds the configuration
         self.state = {name: [self._new_state(p, name) for p in self._params]
                       for name in self._state_names()}
@@ -89,7 +86,13 @@ class Optimizer:
         # GPU: where each step's control state is copied for its StepInfo (see StepInfo).
         self._snapshots = CtlSnapshots() if self._cuda else None
         if scaler is not None:
-            scaler._ctl = self._ctl
+            scaler._owner = self
+        if self._cuda:
+            # The buffers above were copied on the default stream; the first step may run on
+            # any stream (one synchronization, at construction).
+            from numba import cuda
+
+            cuda.synchronize()
 
     # parameters and gradients ------------------------------------------------------------------
 
@@ -103,6 +106,7 @@ class Optimizer:
         else:
             self._structure, objs = "single", [params]
         self._flat = params if isinstance(params, FlatParams) else None
+        self._user_params = objs  # for the stream of a step whose grads name none
         self._cuda = A.device_of(**{f"params[{i}]": p for i, p in enumerate(objs)})
         arrays, names = [], []
         for i, obj in enumerate(objs):
@@ -212,7 +216,15 @@ class Optimizer:
             cfg[P.LR_BASE] = lr if not callable(lr) else math.nan
         self._fill_cfg(cfg)
         self._cfg_host = cfg
-        self._cfg = self._to_device(cfg)
+        self._upload_cfg()
+
+    def _upload_cfg(self):
+        if not self._cuda:
+            self._cfg = self._cfg_host
+        elif getattr(self, "_cfg", None) is None:
+            self._cfg = _streams.to_device(self._cfg_host, self._stream)
+        else:  # in place, queued after the steps that read the previous configuration
+            self._cfg.copy_to_device(self._cfg_host, stream=self._stream)
 
     def _fill_cfg(self, cfg):
         """Rule-specific entries (betas, lr decay)."""
@@ -232,6 +244,9 @@ class Optimizer:
         Raises ``NonFiniteError`` after ``guard.max_consecutive_skips`` skipped steps in a row.
         """
         gs = self._grad_arrays(grads)
+        if self._cuda:
+            _device_errors.raise_finished()  # e.g. the labels of the loss behind these grads
+            self._use_stream(_streams.for_arrays(grads, self._user_params))
         k = self._kernels
         if callable(self._lr) and not isinstance(self._lr, Schedule):
             # A user callable is evaluated on the host at the applied-step count (on the GPU
@@ -241,7 +256,7 @@ class Optimizer:
             if not lr >= 0 or not math.isfinite(lr):
                 raise ValueError(f"lr schedule must return a non-negative number; got {lr!r}")
             self._cfg_host[P.LR_BASE] = lr
-            self._cfg = self._to_device(self._cfg_host)
+            self._upload_cfg()
         if self.guard is not None:
             for g in gs:
                 k.grad_stats(self._red, g, self._ctl, self._clip_value)
@@ -249,7 +264,7 @@ class Optimizer:
         if self._cuda:
             # The plan and a snapshot of its result in one launch; the StepInfo reads the
             # snapshot when first asked, so the host does not wait for the device here.
-            snap = self._snapshots.take()
+            snap = self._snapshots.take(self._stream)
             k.plan_step_snapshot(self._ctl, self._red, self._cfg, self._snapshots.ring, snap.row)
         else:
             k.plan_step(self._ctl, self._red, self._cfg)
@@ -268,15 +283,27 @@ class Optimizer:
                 "(lower the learning rate, check the loss, or enable a LossScaler)")
         return info
 
+    def _use_stream(self, stream):
+        """Launch this and later steps on ``stream``; when it is not the last step's, it first
+        waits (on the device) for the work queued on the last one, which owns the state."""
+        if not _streams.same(stream, self._stream):
+            _streams.wait_for(stream, self._stream)
+            self._stream = stream
+            self._kernels = backend(True, stream)
+
+    def _host(self, a):
+        """A host copy of one of this optimizer's arrays, after the last step has written it."""
+        return _streams.to_host(a, self._stream) if self._cuda else a
+
     def _read_ctl(self):
-        return self._ctl.copy_to_host() if self._cuda else self._ctl
+        return self._host(self._ctl)
 
     # checkpoints -------------------------------------------------------------------------------
 
     def state_dict(self):
         """Host copies of everything a resumed run needs: kind, hyper-parameters, the control
         state (step counter, loss scale, skip counts) and every state buffer."""
-        host = (lambda a: a.copy_to_host()) if self._cuda else (lambda a: a.copy())
+        host = self._host if self._cuda else (lambda a: a.copy())
         return {
             "kind": type(self).__name__,
             "hyper": dict(self._hyper, lr=self._lr if not callable(self._lr) else None),
@@ -347,7 +374,7 @@ class Optimizer:
 
     def _write(self, dst, src):
         if self._cuda:
-            dst.copy_to_device(np.ascontiguousarray(src))
+            dst.copy_to_device(np.ascontiguousarray(src), stream=self._stream)
         else:
             dst[...] = src
 

@@ -405,17 +405,30 @@ def test_cross_entropy_is_deterministic():
 
 
 @pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
-def test_first_bad_label(label_dtype):
+def test_check_labels(label_dtype):
     n = 100_003 if REAL_GPU else 101
     y = (np.arange(n) % 5).astype(label_dtype)
     y[n // 3] = -100
-    assert G.first_bad_label(dev(y), 5, -100) == -1 == K.first_bad_label(y, 5, -100)
-    for bad in [(n - 1, 5), (n // 2, -1), (7, 9)]:
+
+    def both(labels, ignore_index):
+        from numba import cuda
+
+        on_gpu = cuda.mapped_array(2, np.int64)  # host memory the device writes, as the API's
+        on_gpu[:] = -2
+        G.check_labels(on_gpu, dev(labels), 5, ignore_index)
+        cuda.synchronize()
+        on_cpu = np.full(2, -2, np.int64)
+        K.check_labels(on_cpu, labels, 5, ignore_index)
+        assert list(on_gpu) == list(on_cpu)
+        return list(on_cpu)
+
+    assert both(y, -100) == [-1, 0]
+    for i, value in [(n - 1, 5), (n // 2, -1), (7, 9)]:
         y2 = y.copy()
-        y2[bad[0]] = bad[1]
-        y2[-1] = 77  # a later bad label does not hide an earlier one
-        assert G.first_bad_label(dev(y2), 5, -100) == K.first_bad_label(y2, 5, -100) == bad[0]
-    assert G.first_bad_label(dev(y), 5, 0) == n // 3  # -100 is out of range when not ignored
+        y2[i] = value
+        y2[-1] = 77 if i != n - 1 else value  # a later bad label does not hide an earlier one
+        assert both(y2, -100) == [i, value]
+    assert both(y, 0) == [n // 3, -100]  # -100 is out of range when not ignored
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,12 +490,39 @@ def test_api_bad_label_on_device_names_it_and_writes_nothing(label_dtype):
     y[23], y[30] = 11, -5
     xd = dev(x)
     out = dev(np.full_like(x, 3.0))
-    with pytest.raises(fastml.ShapeError, match=r"labels\[23\] = 11"):
+    # The device checks the labels and the error comes at the first fastml call that sees the
+    # check done (in the simulator, the call itself), or at check_device_errors.
+    with pytest.raises(fastml.ShapeError, match=r"labels\[23\] = 11 \(found on the GPU"):
         fastml.cross_entropy(xd, dev(y), out=out)
+        fastml.check_device_errors()
+    fastml.check_device_errors()  # raised once
+    assert np.isnan(out.copy_to_host()).all()  # poisoned, so a guarded step skips it
     with pytest.raises(fastml.ShapeError, match=r"labels\[23\] = 11"):
-        fastml.cross_entropy(xd, dev(y), out=xd)
-    assert (out.copy_to_host() == 3.0).all()
+        fastml.cross_entropy(xd, dev(y), reduction="none", return_pred=True)
+        fastml.check_device_errors()
+    fastml.check_device_errors()
+    good = fastml.cross_entropy(xd, dev(np.where((y >= 0) & (y < 11), y, 0)), out=out)
+    fastml.check_device_errors()
+    assert np.isfinite(good.grad.copy_to_host()).all()
     np.testing.assert_array_equal(xd.copy_to_host(), x)
+
+
+def test_api_bad_label_on_device_is_raised_by_a_later_call(monkeypatch):
+    """On a real GPU the host is usually ahead of the device: the call returns before the check
+    has run. Here the host is kept from seeing the record until the call has returned."""
+    from fastml import _device_errors as E
+
+    x, y, _ = ce_data(9, 4, np.float32, seed=3)
+    y[5] = 4
+    with monkeypatch.context() as m:
+        m.setattr(E, "raise_finished", lambda: None)  # the host does not see the record yet
+        r = fastml.cross_entropy(dev(x), dev(y))  # returns
+    assert np.isnan(float(r.loss.copy_to_host()))
+    g = dev(np.ones(3, np.float32))
+    with pytest.raises(fastml.ShapeError, match=r"labels\[5\] = 4 \(found on the GPU after "
+                       r"cross_entropy call #\d+"):
+        fastml.global_norm(g)  # any later GPU call
+    assert fastml.global_norm(g) == pytest.approx(3 ** 0.5)  # and only once
 
 
 @pytest.mark.skipif(not REAL_GPU, reason="needs PyTorch tensors on a real GPU")
@@ -529,15 +569,18 @@ TYPECHECK = textwrap.dedent("""
     lower(bce_with_logits._bce_kernel, a, a, f8, a, a, a, T.int64, T.int64, a, T.int64, T.int64,
           T.float32, T.float64)
     lower(_launch._sum_partials_kernel, a, f8, T.int64, T.int64, T.float64, T.boolean)
-    ir = lower(cross_entropy._make_kernel(256), m, a, T.int64[::1], f8, m, T.int32[::1], a,
-               T.int64, T.float64, T.float64, T.int64, T.int64)
+    i8 = T.int64[::1]
+    ir = lower(cross_entropy._make_kernel(256), m, a, i8, f8, m, T.int32[::1], a,
+               T.int64, T.float64, T.float64, T.int64, T.int64, i8)
     assert '@"__nv_expf"' in ir and '@"__nv_exp"' not in ir  # the per-logit exp is expf
     m64 = T.float64[:, ::1]
-    lower(cross_entropy._make_kernel(256), m64, f8, T.int64[::1], f8, m64, T.int64[::1], f8,
-          T.int64, T.float64, T.float64, T.int64, T.int64)
+    lower(cross_entropy._make_kernel(256), m64, f8, i8, f8, m64, i8, f8,
+          T.int64, T.float64, T.float64, T.int64, T.int64, i8)
     lower(cross_entropy._weight_sums_kernel, f8, T.int32[::1], a, T.int64, T.boolean, T.boolean)
     lower(cross_entropy._weight_sums_finish_kernel, f8, T.int64)
-    lower(labels._first_bad_label_kernel, T.int64[::1], T.int32[::1], T.int64, T.int64)
+    lower(labels._init_kernel, i8, T.int64)
+    lower(labels._first_bad_label_kernel, i8, T.int32[::1], T.int64, T.int64)
+    lower(labels._finish_kernel, i8, i8, T.int32[::1])
     print("ok")
 """)
 

@@ -199,15 +199,19 @@ def ce_cases():
              r"labels must have shape \(4,\); got \(5,\)"),
         Case("ce-labels-2d", lambda put: ce(x, y[:, None], put), ShapeError,
              r"labels must have shape \(4,\); got \(4, 1\)"),
+        # Bad label values: on the GPU they are found on the device after the call returns,
+        # and the call's outputs are poisoned instead (test_bad_labels_on_the_gpu below).
         Case("ce-label-too-big", lambda put: ce(x, np.array([0, 1, 2, 7]), put), ShapeError,
-             r"labels must be in \[0, 3\) or ignore_index \(-100\); got labels\[3\] = 7"),
+             r"labels must be in \[0, 3\) or ignore_index \(-100\); got labels\[3\] = 7",
+             devices=("cpu",)),
         Case("ce-first-bad-label", lambda put: ce(x, np.array([0, -1, 5, 3]), put), ShapeError,
-             r"got labels\[1\] = -1$"),
+             r"got labels\[1\] = -1$", devices=("cpu",)),
         Case("ce-label-int32", lambda put: ce(x, np.array([0, 3, 1, 0], np.int32), put),
-             ShapeError, r"got labels\[1\] = 3$"),
+             ShapeError, r"got labels\[1\] = 3$", devices=("cpu",)),
         Case("ce-ignore-index-is-not-a-label",
              lambda put: ce(x, np.array([0, -100, 1, 0]), put, ignore_index=-1), ShapeError,
-             r"labels must be in \[0, 3\) or ignore_index \(-1\); got labels\[1\] = -100"),
+             r"labels must be in \[0, 3\) or ignore_index \(-1\); got labels\[1\] = -100",
+             devices=("cpu",)),
         Case("ce-ignore-index-float", lambda put: ce(x, y, put, ignore_index=1.5), TypeError,
              r"ignore_index must be an integer; got float"),
         Case("ce-weight-shape", lambda put: ce(x, y, put, weight=put(np.ones(4))), ShapeError,
@@ -278,6 +282,30 @@ def test_rejected_call_writes_nothing(case, device):
         fn(*args, **kwargs)
     for k, v in arrays.items():  # out (a sentinel, or a view of an input) included
         assert_bitwise_equal(to_host(v), before[k], name=k)
+
+
+BAD_LABEL_CASES = [c for c in CASES if c.name in (
+    "ce-label-too-big", "ce-first-bad-label", "ce-label-int32", "ce-ignore-index-is-not-a-label")]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", BAD_LABEL_CASES, ids=lambda c: c.name)
+def test_bad_labels_on_the_gpu(case):
+    """The one documented exception to 'a rejected call writes nothing': on the GPU a label is
+    checked on the device, so the call cannot be refused before it is queued. It raises the
+    CPU's message, at the call or at a later fastml call (here check_device_errors), leaves its
+    inputs alone and writes NaN into the gradient it was given, so a guarded step skips it."""
+    fn, args, kwargs = case.build(lambda a: to_device(a, "cuda"))
+    out = kwargs.pop("out")
+    arrays = _arrays(args, kwargs)
+    before = {k: to_host(v) for k, v in arrays.items()}
+    message = case.match.rstrip("$") + r" \(found on the GPU after cross_entropy call #\d+"
+    with pytest.raises(case.error, match=message):
+        fn(*args, **kwargs, out=out)
+        fastml.check_device_errors()
+    for k, v in arrays.items():
+        assert_bitwise_equal(to_host(v), before[k], name=k)
+    assert np.isnan(to_host(out)).all()
 
 
 def test_every_message_reads_must_be_got():

@@ -230,9 +230,36 @@ def test_api_scores_bool_and_streaming_on_device():
         host.update(y_true[lo:hi], y_pred[lo:hi])
     assert_same_result(stream.compute(), host.compute(), "streaming")
     before = stream.compute().copy()
-    with pytest.raises(ShapeError, match=r"y_pred\[1\] = 5"):
+    # On the GPU the batch is checked on the device and its error raised later, at the latest
+    # when the counts are read; the batch adds nothing.
+    with pytest.raises(ShapeError, match=r"outside at sample 1 of a GPU batch \(the largest "
+                       r"label in it: 7"):
         stream.update(dev(np.array([0, 1, 2])), dev(np.array([0, 5, 7])))
+        stream.compute()
     np.testing.assert_array_equal(stream.compute(), before)
+
+
+def test_streaming_on_device_matches_the_host_with_weights_and_merges():
+    rng = np.random.default_rng(4)
+    n, k = 150, 6
+    y_true, y_pred = rng.integers(0, k, n), rng.integers(0, k, n)
+    w = rng.integers(0, 3, n).astype(np.float64)
+    gpu, cpu = M.ConfusionMatrix(k), M.ConfusionMatrix(k)
+    cuts = ((0, 40, False), (40, 41, True), (41, 100, False), (100, n, True))
+    for lo, hi, weighted in cuts:
+        kw = {"sample_weight": w[lo:hi]} if weighted else {}
+        cpu.update(y_true[lo:hi], y_pred[lo:hi], **kw)
+        gpu.update(dev(y_true[lo:hi]), dev(y_pred[lo:hi]),
+                   **({"sample_weight": dev(w[lo:hi])} if weighted else {}))
+    assert gpu._device is not None  # nothing read back yet
+    assert_same_result(gpu.compute(), cpu.compute(), "weighted streaming")
+    assert gpu.f1(average="macro") == cpu.f1(average="macro")
+    gpu.update(dev(y_true), dev(y_pred))  # device batches after a read, then a merge
+    cpu.update(y_true, y_pred)
+    both_cm = M.ConfusionMatrix(k).merge(gpu).merge(cpu)
+    np.testing.assert_array_equal(both_cm.compute(), 2 * cpu.compute())
+    gpu.reset()
+    assert gpu.compute().sum() == 0
 
 
 def test_api_errors_on_device():

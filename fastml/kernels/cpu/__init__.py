@@ -7,7 +7,7 @@ from .bce_with_logits import bce_with_logits_fwd_bwd
 from .confusion import confusion_counts, confusion_counts_argmax, confusion_counts_thresholded
 from .cross_entropy import MEAN, NONE, SUM, cross_entropy_fwd_bwd
 from .grad_stats import grad_stats, scale_inplace
-from .labels import first_bad_label
+from .labels import check_labels, first_bad_label
 from .regression import huber_fwd_bwd, l1_fwd_bwd, mse_fwd_bwd
 from .rmsprop import rmsprop_step
 from .sgd import sgd_step
@@ -16,7 +16,7 @@ from .top_k import top_k_hits
 
 __all__ = [
     "MEAN", "NONE", "SUM",
-    "adagrad_step", "adam_step", "bce_with_logits_fwd_bwd", "confusion_counts",
+    "adagrad_step", "adam_step", "bce_with_logits_fwd_bwd", "check_labels", "confusion_counts",
     "confusion_counts_argmax", "confusion_counts_thresholded", "cross_entropy_fwd_bwd", "exp32",
     "fast_exp", "first_bad_label", "grad_stats", "huber_fwd_bwd", "l1_fwd_bwd", "mse_fwd_bwd",
     "plan_step", "rmsprop_step", "scale_inplace", "schedule_lr", "sgd_step", "top_k_hits",

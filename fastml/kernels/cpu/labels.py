@@ -17,3 +17,20 @@ def first_bad_label(labels, n_classes, ignore_index):
         if (y < 0 or y >= n_classes) and y != ignore_index:
             return i
     return -1
+
+
+@serial
+def check_labels(record, labels, n_classes, ignore_index):
+    """The label check of ``cross_entropy``, in the CUDA launcher's shape.
+
+    Parameters
+    ----------
+    record : (2,) int64, written
+        ``[i, labels[i]]`` for the first label outside [0, n_classes) that is not
+        ``ignore_index``; ``[-1, 0]`` if there is none.
+    labels : (N,) int32 or int64, read
+    n_classes, ignore_index : int
+    """
+    i = first_bad_label(labels, n_classes, ignore_index)
+    record[0] = i
+    record[1] = labels[i] if i >= 0 else 0

@@ -50,10 +50,13 @@ def as_device(a):
     return a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)
 
 
-def _stream_key(stream):
+def stream_key(stream):
+    """A hashable identity of a numba stream (its handle; 0 for the default stream)."""
     if isinstance(stream, int):
         return stream
     handle = getattr(stream, "handle", None)
+    if handle is None:  # the simulator's streams have no handle
+        return id(stream)
     try:
         return int(getattr(handle, "value", handle) or 0)
     except (TypeError, ValueError):
@@ -68,7 +71,7 @@ def _scratch(kind, length, dtype, stream):
     # context and stream objects alive, so their ids and handles cannot be reused meanwhile.
     cache = _local.__dict__.setdefault("cache", {})
     ctx = None if SIMULATOR else cuda.current_context()
-    key = (kind, id(ctx), _stream_key(stream))
+    key = (kind, id(ctx), stream_key(stream))
     hit = cache.get(key)
     if hit is not None:
         return hit[2]

@@ -125,8 +125,11 @@ def _publish_status(ctl, first, top, n):
 def _finish_status(status, ctl, n):
     if cuda.blockIdx.x == 0 and cuda.threadIdx.x == 0:
         first = ctl[_CTL_FIRST]
-        status[0] = first if first < n else -1
         status[1] = ctl[_CTL_TOP]
+        # status may be host memory polled without a synchronization (fastml._device_errors):
+        # the record is complete once status[0] changes.
+        cuda.threadfence_system()
+        status[0] = first if first < n else -1
 
 
 # Counts: add the batch table into cm, and its non-empty rows and columns into seen.

@@ -28,6 +28,7 @@ device (``buf[DIVISOR]``, ``buf[WTOTAL]``), read by the main kernel: no host rou
 
 import math
 
+import numpy as np
 from numba import cuda, float64, int64
 
 from . import _launch as L
@@ -112,7 +113,7 @@ def _make_kernel(block):
 
     @cuda.jit
     def kernel(grad, loss, pred, buf, logits, labels, weight, ignore_index, eps, grad_scale,
-               reduction, group):
+               reduction, group, bad):
         sh_v = cuda.shared.array(block, float64)  # argmax candidate value (the row max)
         sh_j = cuda.shared.array(block, int64)  # argmax candidate column
         sh_s = cuda.shared.array(block, float64)  # sum_c exp(x_c - m); at the end, loss partials
@@ -131,6 +132,22 @@ def _make_kernel(block):
         if eps != 0.0:
             w_total = buf[L.WTOTAL] if weighted else float64(c)
         row_stride = int64(cuda.gridDim.x) * rows_per_block
+        if bad.shape[0] != 0 and bad[0] >= 0:
+            # A label is out of range (check_labels; the API raises later). Loss and gradient
+            # become NaN, so that nothing downstream (a guarded step) takes them for numbers,
+            # and pred -1. The whole block returns here, before any barrier.
+            first = int64(cuda.blockIdx.x) * cuda.blockDim.x + tid
+            stride = int64(cuda.gridDim.x) * cuda.blockDim.x
+            for k in range(first, n * c, stride):
+                grad[k // c, k % c] = math.nan
+            for row in range(first, n, stride):
+                if reduction == NONE:
+                    loss[row] = math.nan
+                if want_pred:
+                    pred[row] = -1
+            if reduction != NONE and tid == 0:
+                buf[L.LOSS_OFF + cuda.blockIdx.x] = math.nan
+            return
         acc = 0.0
         # Every thread runs the same number of iterations (rows past n idle through them), so
         # all of them reach every barrier.
@@ -242,6 +259,14 @@ def _make_kernel(block):
 
 
 _KERNELS = {}
+_NO_RECORD = []
+
+
+def _no_record():
+    """An empty record: no label check to honour."""
+    if not _NO_RECORD:
+        _NO_RECORD.append(cuda.device_array(0, dtype=np.int64))
+    return _NO_RECORD[0]
 
 
 def _geometry(c):
@@ -264,7 +289,7 @@ def _geometry(c):
 
 
 def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index,
-                          label_smoothing, grad_scale, reduction, stream=0):
+                          label_smoothing, grad_scale, reduction, bad=None, stream=0):
     """Softmax cross-entropy over rows, with its gradient, on the GPU (launches without sync).
 
     Parameters
@@ -286,6 +311,10 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     grad_scale : float
     reduction : int
         ``NONE`` (0), ``SUM`` (1) or ``MEAN`` (2).
+    bad : (2,) int64 device-visible array, optional
+        The ``record`` of a ``check_labels`` queued before this call: if it names a bad label,
+        the loss and the gradient are NaN and ``pred`` is -1. (The CPU kernel has no such
+        argument: there the API checks the labels before calling it.)
     stream : numba stream or 0
     """
     grad, loss, pred, logits, labels, weight = map(
@@ -309,6 +338,7 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         kernel = _KERNELS[block] = _make_kernel(block)
     blocks = L.grid(n, block // group)
     kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight, ignore_index,
-                                  eps, float(grad_scale), reduction, group)
+                                  eps, float(grad_scale), reduction, group,
+                                  _no_record() if bad is None else L.as_device(bad))
     if reduction != NONE:
         L.sum_partials(loss, buf, blocks, 1.0, stream, use_divisor=reduction == MEAN)

@@ -1,43 +1,63 @@
-"""Label range check on the GPU, shared by the losses and the metrics."""
+"""Label range check on the GPU, without a host round trip.
 
-import numpy as np
+``check_labels`` writes its answer into ``record``: device-visible host memory that the API layer
+reads later (``fastml._device_errors``), so the host never waits for the check, and that the
+cross-entropy launch queued after it reads (``bad=record``) to write nothing the caller passed
+in when a label is bad.
+"""
+
 from numba import cuda, int64
 
 from . import _launch as L
 
 
+@cuda.jit
+def _init_kernel(first, n):
+    first[0] = n
+
+
 # Grid-stride scan; each thread stops at its first bad label (its smallest, since its indices
 # rise) and an integer atomic min keeps the smallest over the grid: the same answer every run.
 @cuda.jit
-def _first_bad_label_kernel(result, labels, n_classes, ignore_index):
+def _first_bad_label_kernel(first, labels, n_classes, ignore_index):
     start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
     stride = int64(cuda.gridDim.x) * cuda.blockDim.x
     for i in range(start, labels.shape[0], stride):
         y = labels[i]
         if (y < 0 or y >= n_classes) and y != ignore_index:
-            cuda.atomic.min(result, 0, i)
+            cuda.atomic.min(first, 0, i)
             break
 
 
-def first_bad_label(labels, n_classes, ignore_index, stream=0):
-    """Index of the first label outside [0, n_classes) that is not ``ignore_index``; -1 if none.
+@cuda.jit
+def _finish_kernel(record, first, labels):
+    i = first[0]
+    if i < labels.shape[0]:
+        record[1] = int64(labels[i])
+        cuda.threadfence_system()  # the value reaches the host before the index does
+        record[0] = i
+    else:
+        record[1] = 0
+        cuda.threadfence_system()
+        record[0] = -1
 
-    Unlike the other launchers this one returns a Python int, so it waits for the device.
+
+def check_labels(record, labels, n_classes, ignore_index, stream=0):
+    """Find the first label outside [0, n_classes) that is not ``ignore_index`` (launches only).
 
     Parameters
     ----------
+    record : (2,) int64 device-visible array (e.g. mapped host memory), written
+        ``[i, labels[i]]`` for the first bad label, else ``[-1, 0]``; ``record[0]`` is written
+        last, so a host polling it sees a complete record once it changes.
     labels : (N,) int32 or int64 device array, read
     n_classes, ignore_index : int
     stream : numba stream or 0
     """
     labels = L.as_device(labels)
     n = labels.shape[0]
-    result = L.index_scratch(stream)
-    result.copy_to_device(np.array([n], dtype=np.int64), stream=stream)
-    blocks = L.grid(n, L.THREADS)
-    _first_bad_label_kernel[blocks, L.THREADS, stream](result, labels, int(n_classes),
-                                                       int(ignore_index))
-    first = int(result.copy_to_host(stream=stream)[0])
-    if not isinstance(stream, int):
-        stream.synchronize()
-    return -1 if first >= n else first
+    first = L.index_scratch(stream)
+    _init_kernel[1, 1, stream](first, n)
+    _first_bad_label_kernel[L.grid(n, L.THREADS), L.THREADS, stream](
+        first, labels, int(n_classes), int(ignore_index))
+    _finish_kernel[1, 1, stream](record, first, labels)
