@@ -6,6 +6,7 @@ Run by bench/gpu.sh; writes gpu_bench.json into --out.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -17,21 +18,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import fastml  # noqa: E402
+from fastml.bench import gpu_timing  # noqa: E402
 
-
-def timed(fn, reps=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return float(np.median(times)), float(np.percentile(times, 90) - np.percentile(times, 10))
+# One call per timed round: rows report (median ms, p90 - p10 of the rounds).
+timed = functools.partial(gpu_timing.timed, reps=20, warmup=3, spread=True)
 
 
 def copy_bandwidth():

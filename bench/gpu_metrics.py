@@ -11,6 +11,7 @@
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -22,24 +23,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from numba import config, cuda  # noqa: E402
 
 from fastml import metrics as M  # noqa: E402
+from fastml.bench import gpu_timing  # noqa: E402
 from fastml.kernels import cuda as G  # noqa: E402
 
 ROWS = []
 
-
-def timed(fn, reps=20, warmup=3):
-    for _ in range(warmup):
-        fn()
-    cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, stop = cuda.event(), cuda.event()
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return float(np.median(times))
+# Median ms of one call per timed round.
+timed = functools.partial(gpu_timing.timed, reps=20, warmup=3)
 
 
 def copy_bandwidth():

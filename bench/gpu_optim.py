@@ -9,6 +9,7 @@ Run: ``python3 bench/gpu_optim.py --out DIR`` on the GPU machine (see bench/gpu.
 """
 
 import argparse
+import functools
 import importlib
 import json
 import math
@@ -22,6 +23,7 @@ from numba import cuda, int64
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import fastml  # noqa: E402
+from fastml.bench import gpu_timing  # noqa: E402
 from fastml.kernels import cuda as G  # noqa: E402
 from fastml.kernels import step_plan as P  # noqa: E402
 
@@ -30,24 +32,9 @@ GR = importlib.import_module("fastml.kernels.cuda._grad")
 
 ROWS = []
 
-
-def timed(fn, reps=15, inner=10, warmup=5):
-    """Median ms per call of ``fn``. Each timed round queues ``inner`` calls back to back, as a
-    training loop does, so the host's launch work overlaps the device's and an idle gap before a
-    single launch does not count; the clock stops after the device has drained them."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) / inner)
-    return float(np.median(times))
+# Median ms per call; each round queues 10 calls back to back, as a training loop does, so an
+# idle gap before a lone launch does not count (see gpu_timing.round_ms).
+timed = functools.partial(gpu_timing.timed, reps=15, inner=10, warmup=5)
 
 
 def row(name, ms, nbytes, bw, note=""):

@@ -4,6 +4,7 @@ of the same run. Only the winner goes into ``fastml/kernels/cuda``.
 Run: ``python3 bench/gpu_optim_variants.py`` on the GPU machine (see bench/gpu.sh for set-up).
 """
 
+import functools
 import importlib
 import math
 import os
@@ -14,13 +15,16 @@ import torch
 from numba import cuda, float64, int64
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from fastml.bench import gpu_timing  # noqa: E402
 from fastml.kernels import step_plan as P  # noqa: E402
 
 AD = importlib.import_module("fastml.kernels.cuda.adam")
 GS = importlib.import_module("fastml.kernels.cuda.grad_stats")
 GR = importlib.import_module("fastml.kernels.cuda._grad")
 L = importlib.import_module("fastml.kernels.cuda._launch")
-from bench.gpu_optim import timed  # noqa: E402
+
+# As bench/gpu_optim.py: median ms per call, 10 calls queued per round.
+timed = functools.partial(gpu_timing.timed, reps=15, inner=10, warmup=5)
 
 
 @cuda.jit(device=True)

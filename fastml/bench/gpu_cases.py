@@ -3,7 +3,7 @@ objects as on the CPU, on device arrays, with PyTorch CUDA peers and GPU floor k
 
 The floor of an op is a trivial grid-stride numba-cuda kernel with the op's byte pattern over
 the same number of elements, timed interleaved with the op (CUDA events, see
-:func:`fastml.bench.runner.cuda_clock`). Inputs are PyTorch CUDA tensors when PyTorch has CUDA
+:mod:`fastml.bench.gpu_timing`). Inputs are PyTorch CUDA tensors when PyTorch has CUDA
 (fastml gets numba views of them made once, so no call pays the stream synchronisation of
 ``__cuda_array_interface__``), numba device arrays otherwise (then there are no peers).
 The larger GPU suites with kernel variants stay in ``bench/gpu_bench.py`` and
@@ -19,6 +19,7 @@ import fastml
 
 from ..kernels.cuda import _launch as L
 from .cases import Case, Floor
+from .gpu_timing import round_ms
 
 _BLOCK = 256
 _SHARED = 256  # threads per block of the floor kernels (a literal for the shared array)
@@ -280,10 +281,8 @@ def available():
 
 def copy_bandwidth_gbs(n=64 * 2**20):
     """Device-to-device copy bandwidth in GB/s (bytes read + written), for reference."""
-    from .runner import cuda_clock
-
     src = cuda.to_device(np.ones(n, np.float32))
     dst = cuda.device_array_like(src)
-    s = cuda_clock(lambda: dst.copy_to_device(src), 1)  # warm-up
-    s = min(cuda_clock(lambda: dst.copy_to_device(src), 5) for _ in range(3))
+    round_ms(lambda: dst.copy_to_device(src), 1)  # warm-up
+    s = min(round_ms(lambda: dst.copy_to_device(src), 5) for _ in range(3)) / 1e3
     return 2 * 4 * n / s / 1e9 if s > 0 and math.isfinite(s) else None

@@ -25,25 +25,11 @@ def cpu_clock(fn, number):
 
 
 def cuda_clock(fn, number):
-    """Seconds per call of ``fn`` on the GPU: CUDA events on the default stream around
-    ``number`` queued calls (PyTorch and numba-cuda both launch there by default). In
-    numba-cuda's simulator, events measure nothing: wall clock with a synchronize instead."""
-    from numba import config, cuda
+    """Seconds per call of ``fn`` on the GPU over ``number`` queued calls: one round of
+    :func:`fastml.bench.gpu_timing.round_ms` (CUDA events; wall clock in the simulator)."""
+    from .gpu_timing import round_ms
 
-    if config.ENABLE_CUDASIM:
-        cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        cuda.synchronize()
-        return (time.perf_counter() - t0) / number
-    start, stop = cuda.event(), cuda.event()
-    start.record()
-    for _ in range(number):
-        fn()
-    stop.record()
-    stop.synchronize()
-    return cuda.event_elapsed_time(start, stop) / 1e3 / number
+    return round_ms(fn, number) / 1e3
 
 
 def _error(exc):
