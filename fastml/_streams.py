@@ -27,9 +27,6 @@ import functools
 import sys
 import threading
 
-from numba import config
-
-SIMULATOR = bool(config.ENABLE_CUDASIM)
 _local = threading.local()
 _EXTERNAL = {}  # handle -> numba stream (external streams are plain wrappers: keep one each)
 _MAX_EXTERNAL = 64
@@ -133,6 +130,8 @@ def same(a, b):
 def wait_for(stream, earlier):
     """Make work queued on ``stream`` from now on wait (on the device) for the work already
     queued on ``earlier``. The host does not wait."""
+    from .kernels.cuda._launch import SIMULATOR
+
     cuda = _numba_cuda()
     event = cuda.event() if SIMULATOR else cuda.event(timing=False)  # (no arguments there)
     event.record(earlier)

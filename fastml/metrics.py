@@ -118,15 +118,20 @@ class _Counts:
         return tp, pred, true
 
 
+def _count_kernel(kernels, form):
+    """The confusion-counting kernel that reads ``y_pred`` of this form."""
+    return {"label": kernels.confusion_counts,
+            "thresholded": kernels.confusion_counts_thresholded,
+            "argmax": kernels.confusion_counts_argmax}[form]
+
+
 def _run_counts(yt, yp, w, form, cuda, threshold, k, stream):
     """One counting pass into a fresh (k, k) table; returns (cm, seen, status) on the host.
 
     On the GPU the kernels run on ``stream`` and the copies back wait for it, after which the
     inputs are ready for any further host read."""
     kernels = backend(cuda, stream)
-    kernel = {"label": kernels.confusion_counts,
-              "thresholded": kernels.confusion_counts_thresholded,
-              "argmax": kernels.confusion_counts_argmax}[form]
+    kernel = _count_kernel(kernels, form)
     dtype = np.float64 if w is not None else np.int64
     cm, seen, status = np.zeros((k, k), dtype), np.zeros(k, np.bool_), np.zeros(2, np.int64)
     no_weight = np.zeros(0)
@@ -541,9 +546,7 @@ class _DeviceCounts:
         k = self.k
         status = _device_errors.log().open(functools.partial(_deferred_label_error, k))
         kernels = backend(True, stream)
-        kernel = {"label": kernels.confusion_counts,
-                  "thresholded": kernels.confusion_counts_thresholded,
-                  "argmax": kernels.confusion_counts_argmax}[form]
+        kernel = _count_kernel(kernels, form)
         kernel(cm, self.seen, status, yt, yp, _no_weight() if w is None else w, threshold)
         _device_errors.raise_finished()
 
@@ -554,7 +557,7 @@ class _DeviceCounts:
         tables = {dtype: _streams.to_host(t, self.stream) for dtype, t in self.cm.items()}
         seen = (_streams.to_host(self.seen, self.stream) if self.seen is not None
                 else np.zeros(self.k, np.bool_))
-        _device_errors.check_device_errors(wait=False)  # the stream is done: its checks too
+        _device_errors.raise_finished()  # the stream is done, and with it the batches' checks
         weighted = np.float64 in tables
         cm = sum(tables.values()) if tables else np.zeros((self.k, self.k), np.int64)
         return _Counts(cm, seen, weighted, self.integer_weights)
