@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _arrays as A
-from . import _device_errors, _streams
+from . import _device_errors, _outputs, _streams
 from ._dispatch import backend
 from .errors import DTypeError, ShapeError
 
@@ -21,8 +21,9 @@ REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # codes shared with the kernels (
 
 
 class LossGrad(NamedTuple):
-    """``loss``: a scalar of the input dtype (a 0-d device array on the GPU), or per-sample losses
-    for ``reduction="none"``. ``grad``: d(loss)/d(first argument) times ``grad_scale``."""
+    """``loss``: a scalar of the input dtype (on the GPU a 0-d array: a tensor for PyTorch
+    inputs, else a numba device array; see ``fastml._outputs``), or per-sample losses for
+    ``reduction="none"``. ``grad``: d(loss)/d(first argument) times ``grad_scale``."""
 
     loss: Any
     grad: Any
@@ -58,16 +59,18 @@ def _real(value, name, *, low=-math.inf, high=math.inf, low_open=False):
     return v
 
 
-def _grad_out(out, like, like_name, cuda, inputs):
-    """The gradient buffer: ``out`` checked (it may be an input, for in-place), or a new array."""
+def _grad_out(out, like, like_name, cuda, inputs, user_like, stream):
+    """The gradient buffer ``(kernel array, object returned)``: ``out`` checked (it may be an
+    input, for in-place), or a new array of the kind of ``user_like`` (``fastml._outputs``)."""
     if out is None:
-        return A.empty_like(like, cuda), None
+        return _outputs.new(user_like, like.shape, like.dtype, cuda, stream)
     out_arr = A.as_array(out, "out", cuda)
     A.check_out(out_arr, like, like_name, inputs)
     return out_arr, out
 
 
 def _loss_result(loss, shape, reduction_code, dtype, cuda):
+    """The loss to return, from the (n,) or (1,) array the kernel wrote."""
     if reduction_code == 0:
         return loss.reshape(shape)
     if cuda:
@@ -91,16 +94,15 @@ def _regression(kernel_name, pred, target, reduction, grad_scale, out, delta=0.0
     code = _reduction_code(reduction)
     grad_scale = _real(grad_scale, "grad_scale")
     p, t, cuda, stream = _pair(pred, target, "pred", "target", out)
-    grad, user_out = _grad_out(out, p, "pred", cuda, {"pred": p, "target": t})
+    grad, user_grad = _grad_out(out, p, "pred", cuda, {"pred": p, "target": t}, pred, stream)
     p_in = A.contiguous_input(p, "pred", cuda)
     t_in = A.contiguous_input(t, "target", cuda)
     n = p.size
-    loss = A.empty_like(p, cuda, shape=(n if code == 0 else 1,))
+    loss, user_loss = _outputs.new(pred, (n if code == 0 else 1,), p.dtype, cuda, stream)
     gf, lf = (grad_scale / n, 1.0 / n) if code == 2 else (grad_scale, 1.0)
     kernel = getattr(backend(cuda, stream), kernel_name)
     kernel(A.flat(grad), loss, A.flat(p_in), A.flat(t_in), delta, gf, lf)
-    return LossGrad(_loss_result(loss, p.shape, code, p.dtype, cuda),
-                    grad if user_out is None else user_out)
+    return LossGrad(_loss_result(user_loss, p.shape, code, p.dtype, cuda), user_grad)
 
 
 def mse(pred, target, *, reduction="mean", grad_scale=1.0, out=None):
@@ -192,20 +194,20 @@ def bce_with_logits(logits, target, *, weight=None, pos_weight=None, reduction="
     pw = _weight_arg(pos_weight, "pos_weight", x, "logits", cuda)
     w_div, w_mod = _broadcast_index(w, x.shape, "weight") if w is not None else (1, 1)
     pw_div, pw_mod = _broadcast_index(pw, x.shape, "pos_weight") if pw is not None else (1, 1)
-    grad, user_out = _grad_out(out, x, "logits", cuda,
-                               {"logits": x, "target": t, "weight": w, "pos_weight": pw})
+    grad, user_grad = _grad_out(out, x, "logits", cuda,
+                                {"logits": x, "target": t, "weight": w, "pos_weight": pw},
+                                logits, stream)
     one = _ones(x.dtype, cuda)
     x_in = A.contiguous_input(x, "logits", cuda)
     t_in = A.contiguous_input(t, "target", cuda)
     n = x.size
-    loss = A.empty_like(x, cuda, shape=(n if code == 0 else 1,))
+    loss, user_loss = _outputs.new(logits, (n if code == 0 else 1,), x.dtype, cuda, stream)
     gf, lf = (grad_scale / n, 1.0 / n) if code == 2 else (grad_scale, 1.0)
     backend(cuda, stream).bce_with_logits_fwd_bwd(
         A.flat(grad), loss, A.flat(x_in), A.flat(t_in),
         one if w is None else A.flat(w), w_div, w_mod,
         one if pw is None else A.flat(pw), pw_div, pw_mod, gf, lf)
-    return LossGrad(_loss_result(loss, x.shape, code, x.dtype, cuda),
-                    grad if user_out is None else user_out)
+    return LossGrad(_loss_result(user_loss, x.shape, code, x.dtype, cuda), user_grad)
 
 
 _ONES = {}
@@ -298,9 +300,10 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
     w = _weight_arg(weight, "weight", x, "logits", cuda)
     if w is not None and tuple(w.shape) != (c,):
         raise ShapeError(f"weight must have shape ({c},); got {tuple(w.shape)}")
-    grad, user_out = _grad_out(out, x, "logits", cuda, {"logits": x, "labels": y, "weight": w})
-    x_in = A.contiguous_input(x, "logits", cuda)
     stream = _streams.for_arrays(logits, labels, weight, out) if cuda else 0
+    grad, user_grad = _grad_out(out, x, "logits", cuda, {"logits": x, "labels": y, "weight": w},
+                                logits, stream)
+    x_in = A.contiguous_input(x, "logits", cuda)
     kernels = backend(cuda, stream)
     message = functools.partial(_label_message, c, ignore_index)
     if cuda:  # checked on the device, reported later: see fastml._device_errors
@@ -310,14 +313,16 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
     kernels.check_labels(record, y, c, ignore_index)
     if not cuda and record[0] >= 0:
         raise ShapeError(message(int(record[0]), int(record[1])))
-    loss = A.empty_like(x, cuda, shape=(n if code == 0 else 1,))
-    pred = A.empty_like(x, cuda, shape=(n if return_pred else 0,), dtype=np.int64)
+    loss, user_loss = _outputs.new(logits, (n if code == 0 else 1,), x.dtype, cuda, stream)
+    # Empty arrays stand in for an argmax or a weight not asked for (numba allocates nothing).
+    pred, user_pred = (_outputs.new(logits, (n,), np.int64, cuda, stream) if return_pred
+                       else (A.empty_like(x, cuda, shape=(0,), dtype=np.int64),) * 2)
     no_weight = A.empty_like(x, cuda, shape=(0,)) if w is None else w
     kernels.cross_entropy_fwd_bwd(grad, loss, pred, x_in, y, no_weight, ignore_index,
                                   label_smoothing, grad_scale, code,
                                   **({"bad": record} if cuda else {}))
     if cuda:
         _device_errors.raise_finished()
-    loss = _loss_result(loss, (n,), code, x.dtype, cuda)
-    grad = grad if user_out is None else user_out
-    return LossGradPred(loss, grad, pred) if return_pred else LossGrad(loss, grad)
+    loss = _loss_result(user_loss, (n,), code, x.dtype, cuda)
+    return (LossGradPred(loss, user_grad, user_pred) if return_pred
+            else LossGrad(loss, user_grad))

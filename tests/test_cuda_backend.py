@@ -534,12 +534,88 @@ def test_api_accepts_torch_cuda_tensors():
     want = fastml.cross_entropy(x, y, weight=w)
     xt = torch.from_numpy(x).cuda().requires_grad_()
     r = fastml.cross_entropy(xt, torch.from_numpy(y).cuda(), weight=torch.from_numpy(w).cuda())
-    close(r.loss.copy_to_host(), want.loss, np.float32, "ce loss (torch)")
-    close(r.grad.copy_to_host(), want.grad, np.float32, "ce grad (torch)")
+    close(r.loss.cpu().numpy(), want.loss, np.float32, "ce loss (torch)")
+    close(r.grad.cpu().numpy(), want.grad, np.float32, "ce grad (torch)")
     ref = torch.nn.functional.cross_entropy(xt, torch.from_numpy(y).cuda(),
                                             weight=torch.from_numpy(w).cuda())
     ref.backward()
-    close(r.grad.copy_to_host(), xt.grad.cpu().numpy(), np.float32, "ce grad vs torch")
+    close(r.grad.cpu().numpy(), xt.grad.cpu().numpy(), np.float32, "ce grad vs torch")
+
+
+def _torch_results(torch, r, like, shape, dtype):
+    """Every result of a call on PyTorch tensors is a PyTorch tensor on their device."""
+    for name, t in r._asdict().items():
+        assert isinstance(t, torch.Tensor), (name, type(t))
+        assert t.device == like.device, name
+    assert tuple(r.grad.shape) == tuple(like.shape) and r.grad.dtype == like.dtype
+    assert tuple(r.loss.shape) == shape and r.loss.dtype == dtype
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="needs PyTorch tensors on a real GPU")
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_inputs_give_torch_outputs(reduction):
+    # fastml._outputs: allocated by PyTorch's caching allocator, zero-copy into autograd.
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    rng = np.random.default_rng(4)
+    p, t = rng.normal(size=(2, 5, 7, 3))
+    pt, tt = (torch.from_numpy(a).cuda() for a in (p, t))
+    shape = (5, 7, 3) if reduction == "none" else ()
+    for fn in (fastml.mse, fastml.l1, fastml.huber):
+        r = fn(pt, tt, reduction=reduction)
+        want = fn(p, t, reduction=reduction)
+        _torch_results(torch, r, pt, shape, torch.float64)
+        close(r.loss.cpu().numpy(), want.loss, np.float64, fn.__name__)
+        close(r.grad.cpu().numpy(), want.grad, np.float64, fn.__name__)
+    tb = torch.from_numpy(rng.uniform(size=(5, 7, 3))).cuda()
+    r = fastml.bce_with_logits(pt, tb, reduction=reduction)
+    _torch_results(torch, r, pt, shape, torch.float64)
+    close(r.grad.cpu().numpy(), fastml.bce_with_logits(p, tb.cpu().numpy(),
+                                                       reduction=reduction).grad,
+          np.float64, "bce")
+    x, y, _ = ce_data(37, 11, np.float32, seed=11)
+    xt = torch.from_numpy(x).cuda().requires_grad_()
+    r = fastml.cross_entropy(xt, torch.from_numpy(y).cuda(), reduction=reduction,
+                             return_pred=True)
+    _torch_results(torch, r, xt, (37,) if reduction == "none" else (), torch.float32)
+    assert r.pred.dtype == torch.int64 and tuple(r.pred.shape) == (37,)
+    want = fastml.cross_entropy(x, y, reduction=reduction, return_pred=True)
+    np.testing.assert_array_equal(r.pred.cpu().numpy(), want.pred)
+    close(r.loss.cpu().numpy(), want.loss, np.float32, "ce loss")
+    if reduction == "mean":
+        xt.backward(r.grad)  # the gradient goes straight into autograd
+        ref = xt.detach().clone().requires_grad_()
+        torch.nn.functional.cross_entropy(ref, torch.from_numpy(y).cuda()).backward()
+        close(xt.grad.cpu().numpy(), ref.grad.cpu().numpy(), np.float32, "ce via backward")
+    # out= is returned as given
+    out = torch.empty_like(pt)
+    assert fastml.mse(pt, tt, reduction=reduction, out=out).grad is out
+
+
+@pytest.mark.skipif(not REAL_GPU, reason="needs PyTorch tensors on a real GPU")
+def test_torch_outputs_written_on_another_stream_survive_reuse():
+    # Under fastml.cuda_stream(side) the kernels write PyTorch's blocks on a stream PyTorch did
+    # not allocate them on; record_stream keeps the caching allocator from handing them out
+    # again while that stream still writes.
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA device")
+    x = torch.full((1 << 20,), 2.0, device="cuda")
+    zero = torch.zeros_like(x)
+    side = torch.cuda.Stream()
+    torch.cuda.synchronize()
+    with fastml.cuda_stream(side):
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(20_000_000)  # the side stream writes late
+        grads = [fastml.mse(x, zero, reduction="sum").grad for _ in range(4)]
+    keep = grads[-1]
+    del grads
+    junk = [torch.full_like(x, -1.0) for _ in range(8)]  # on the current stream, at once
+    side.synchronize()
+    torch.cuda.synchronize()
+    assert float(keep.min()) == float(keep.max()) == 4.0
+    assert all(float(j.min()) == -1.0 for j in junk)
 
 
 # ---------------------------------------------------------------------------------------------
