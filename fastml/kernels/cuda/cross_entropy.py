@@ -16,8 +16,10 @@ multiplies by 1/D: a subnormal D (tiny class weights) would make 1/D overflow.
 Layout: a group of G threads (a power of two) owns a row; a block holds T / G groups and walks
 the rows grid-stride. Per row: pass 1 reads the row once for its max (first NaN, else first
 maximum: the argmax); pass 2 sums exp(x_c - m) and, with smoothing, sum_c w_c (m - x_c); pass 3
-recomputes exp and writes the gradient. Each reduction is a shared-memory tree within the group
-(no warp shuffles, so the simulator runs the same code). x_y and everything else the loss needs
+recomputes exp and writes the gradient. In every pass a thread loads U = 4 of its columns
+(c, c + G, c + 2G, c + 3G) before it uses any, so that four loads are in flight per thread.
+Each reduction is a shared-memory tree within the group (no warp shuffles, so the simulator runs
+the same code). x_y and everything else the loss needs
 are read in pass 1, before any thread writes, so ``grad`` may be ``logits`` itself; a thread only
 ever writes the columns it alone read. Memory sees the row read once from DRAM (passes 2 and 3 hit
 L1/L2 for any realistic C) and the gradient written once: 8 B/logit in float32.
@@ -108,6 +110,52 @@ def _better(v, j, best_v, best_j):
     return v > best_v or (v == best_v and j < best_j)
 
 
+#: Columns a thread loads before it uses any of them (the unrolled loop bodies and ``_loads``
+#: are written for 4). A loop that loads one logit and then works on it keeps one load in flight
+#: per thread: with 16 resident warps per SM (104 registers per thread, ptxas for sm_90) that is
+#: ~2 KB per SM against the ~15-20 KB an H100 needs in flight to reach its bandwidth (bytes/s
+#: times latency), and the kernel ran at 7-12x its floor on an H200 (bench/NOTES.md).
+U = 4
+
+
+@cuda.jit(device=True)
+def _loads(x, j0, j1, j2, j3, c):
+    """x[j0] .. x[j3], the ones past ``c`` as 0 (unused): four independent loads in flight."""
+    zero = x.dtype.type(0.0)
+    return (x[j0], x[j1] if j1 < c else zero, x[j2] if j2 < c else zero,
+            x[j3] if j3 < c else zero)
+
+
+@cuda.jit(device=True)
+def _take(v, best_v, best_j):
+    """Within one thread's columns, visited in increasing order: does v beat the best so far?
+    The first NaN wins, else the first maximum (a later equal value does not)."""
+    return best_j < 0 or (best_v == best_v and (v != v or v > best_v))
+
+
+@cuda.jit(device=True)
+def _smooth_term(v, j, m64, weight, weighted):
+    """w_j (m - x_j) in float64: the smoothing sum's term (>= 0, no cancellation)."""
+    d = m64 - float64(v)
+    return float64(weight[j]) * d if weighted else d
+
+
+@cuda.jit(device=True)
+def _grad_term(v, j, m, a, b, gy, y, eps, weight, weighted, div, c, grad_scale):
+    """The gradient of one logit v = x_j (pass 3)."""
+    gj = math.exp(v - m) * a
+    if eps != 0.0:
+        # Weighted: w_j / D first, as on the CPU (eps / (C D) overflows for a subnormal D where
+        # w_j / D is finite).
+        if weighted:
+            gj = gj - weight.dtype.type(float64(weight[j]) / div * (eps / c) * grad_scale)
+        else:
+            gj = gj - b
+    if j == y:
+        gj = gj - gy
+    return gj
+
+
 def _make_kernel(block):
     """The main kernel for blocks of ``block`` threads (its shared arrays are sized by it)."""
 
@@ -132,6 +180,7 @@ def _make_kernel(block):
         if eps != 0.0:
             w_total = buf[L.WTOTAL] if weighted else float64(c)
         row_stride = int64(cuda.gridDim.x) * rows_per_block
+        span = U * group
         if bad.shape[0] != 0 and bad[0] >= 0:
             # A label is out of range (check_labels; the API raises later). Loss and gradient
             # become NaN, so that nothing downstream (a guarded step) takes them for numbers,
@@ -160,18 +209,26 @@ def _make_kernel(block):
             keep = active and y != ignore_index
 
             # Pass 1: the argmax and its value, the row max. Also x_y and w_y, before any write.
+            # Every pass loads U columns per thread before it uses any of them (see _loads).
             best_v = dt(0.0)
             best_j = int64(-1)
             xy = 0.0
             wy = 1.0
+            x = logits[row if active else 0]
             if active:
-                for j in range(lane, c, group):
-                    v = logits[row, j]
-                    if _better(v, j, best_v, best_j):
-                        best_v = v
-                        best_j = j
+                for base in range(lane, c, span):
+                    j1, j2, j3 = base + group, base + 2 * group, base + 3 * group
+                    v0, v1, v2, v3 = _loads(x, base, j1, j2, j3, c)
+                    if _take(v0, best_v, best_j):
+                        best_v, best_j = v0, base
+                    if j1 < c and _take(v1, best_v, best_j):
+                        best_v, best_j = v1, j1
+                    if j2 < c and _take(v2, best_v, best_j):
+                        best_v, best_j = v2, j2
+                    if j3 < c and _take(v3, best_v, best_j):
+                        best_v, best_j = v3, j3
                 if keep:
-                    xy = float64(logits[row, y])
+                    xy = float64(x[y])
                     if weighted:
                         wy = float64(weight[y])
             sh_v[tid] = float64(best_v)
@@ -196,12 +253,21 @@ def _make_kernel(block):
             smooth = 0.0
             if keep:
                 m64 = float64(m)
-                for j in range(lane, c, group):
-                    v = logits[row, j]
-                    s += float64(math.exp(v - m))
+                for base in range(lane, c, span):
+                    j1, j2, j3 = base + group, base + 2 * group, base + 3 * group
+                    v0, v1, v2, v3 = _loads(x, base, j1, j2, j3, c)
+                    s += float64(math.exp(v0 - m))
+                    s += float64(math.exp(v1 - m)) if j1 < c else 0.0
+                    s += float64(math.exp(v2 - m)) if j2 < c else 0.0
+                    s += float64(math.exp(v3 - m)) if j3 < c else 0.0
                     if eps != 0.0:
-                        d = m64 - float64(v)
-                        smooth += float64(weight[j]) * d if weighted else d
+                        smooth += _smooth_term(v0, base, m64, weight, weighted)
+                        if j1 < c:
+                            smooth += _smooth_term(v1, j1, m64, weight, weighted)
+                        if j2 < c:
+                            smooth += _smooth_term(v2, j2, m64, weight, weighted)
+                        if j3 < c:
+                            smooth += _smooth_term(v3, j3, m64, weight, weighted)
             sh_s[tid] = s
             sh_w[tid] = smooth
             cuda.syncthreads()
@@ -215,25 +281,29 @@ def _make_kernel(block):
             s = sh_s[lead]
             smooth = sh_w[lead]
 
-            # Pass 3: dl/dx_j = e_j * a - b w_j - [j == y] (1 - eps) w_y gf.
+            # Pass 3: dl/dx_j = e_j * a - b w_j - [j == y] (1 - eps) w_y gf. All U loads come
+            # before the first store: with grad = logits, a store never precedes a load of the
+            # same column, and each column is read and written by its one thread.
             if active:
                 g = grad[row]
                 if keep:
                     a = dt(((1.0 - eps) * wy + eps * w_total / c) / div * grad_scale / s)
                     b = dt(eps / c / div * grad_scale)
                     gy = dt((1.0 - eps) * wy / div * grad_scale)
-                    for j in range(lane, c, group):
-                        gj = math.exp(logits[row, j] - m) * a
-                        if eps != 0.0:
-                            # Weighted: w_j / D first, as on the CPU (eps / (C D) overflows
-                            # for a subnormal D where w_j / D is finite).
-                            if weighted:
-                                gj = gj - dt(float64(weight[j]) / div * (eps / c) * grad_scale)
-                            else:
-                                gj = gj - b
-                        if j == y:
-                            gj = gj - gy
-                        g[j] = gj
+                    for base in range(lane, c, span):
+                        j1, j2, j3 = base + group, base + 2 * group, base + 3 * group
+                        v0, v1, v2, v3 = _loads(x, base, j1, j2, j3, c)
+                        g[base] = _grad_term(v0, base, m, a, b, gy, y, eps, weight, weighted,
+                                             div, c, grad_scale)
+                        if j1 < c:
+                            g[j1] = _grad_term(v1, j1, m, a, b, gy, y, eps, weight, weighted,
+                                               div, c, grad_scale)
+                        if j2 < c:
+                            g[j2] = _grad_term(v2, j2, m, a, b, gy, y, eps, weight, weighted,
+                                               div, c, grad_scale)
+                        if j3 < c:
+                            g[j3] = _grad_term(v3, j3, m, a, b, gy, y, eps, weight, weighted,
+                                               div, c, grad_scale)
                 else:
                     for j in range(lane, c, group):
                         g[j] = dt(0.0)
