@@ -12,7 +12,7 @@ from numba import cuda, float64, int64
 
 from ..step_plan import NONFINITE, SCALE, SUMSQ
 from . import _launch as L
-from ._grad import clamp
+from ._grad import clamp, load4
 from ._launch import SHARED  # a bare global: numba needs a literal for a shared array's size
 
 
@@ -37,6 +37,15 @@ def _block_sum2(sh_s, sh_b, s, b):
     return sh_s[0], sh_b[0]
 
 
+@cuda.jit(device=True)
+def _stat(s, b, x, unscale, lo, hi, zero):
+    """Add one entry to the running (sum of squares, non-finite count)."""
+    # x - x is 0 for finite x and NaN for NaN/Inf: a branch-free finiteness test.
+    b += 0.0 if x - x == zero else 1.0
+    y = float64(clamp(x * unscale, lo, hi))  # NaN stays NaN, as on the CPU
+    return s + y * y, b
+
+
 @cuda.jit
 def _grad_stats_kernel(parts, g, ctl, hi):
     sh_s = cuda.shared.array(SHARED, float64)
@@ -47,14 +56,20 @@ def _grad_stats_kernel(parts, g, ctl, hi):
     zero = dt(0.0)
     s = 0.0
     b = 0.0
-    start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-    stride = int64(cuda.gridDim.x) * cuda.blockDim.x
-    for i in range(start, g.shape[0], stride):
-        x = g[i]
-        # x - x is 0 for finite x and NaN for NaN/Inf: a branch-free finiteness test.
-        b += 0.0 if x - x == zero else 1.0
-        y = float64(clamp(x * unscale, lo, hi))  # NaN stays NaN, as on the CPU
-        s += y * y
+    n = g.shape[0]
+    t = int64(cuda.blockDim.x)
+    tile = 4 * t  # four loads in flight per thread (one left the pass latency-bound)
+    for j in range(int64(cuda.blockIdx.x) * tile + cuda.threadIdx.x, n,
+                   int64(cuda.gridDim.x) * tile):
+        if j + 3 * t < n:
+            x0, x1, x2, x3 = load4(g, j, t)
+            s, b = _stat(s, b, x0, unscale, lo, hi, zero)
+            s, b = _stat(s, b, x1, unscale, lo, hi, zero)
+            s, b = _stat(s, b, x2, unscale, lo, hi, zero)
+            s, b = _stat(s, b, x3, unscale, lo, hi, zero)
+        else:  # the last, partial tile
+            for i in range(j, n, t):
+                s, b = _stat(s, b, g[i], unscale, lo, hi, zero)
     s, b = _block_sum2(sh_s, sh_b, s, b)
     if cuda.threadIdx.x == 0:
         parts[cuda.blockIdx.x] = s
@@ -99,7 +114,7 @@ def grad_stats(red, g, ctl, clip_value, stream=0):
     n = g.shape[0]
     if n == 0:
         return
-    blocks = L.grid(n, L.THREADS)
+    blocks = L.grid(n, 4 * L.THREADS)  # tiles of four per thread (at most PARTIALS blocks)
     parts = _partials(stream)
     _grad_stats_kernel[blocks, L.THREADS, stream](parts, g, ctl, g.dtype.type(clip_value))
     _grad_stats_finish_kernel[1, L.THREADS, stream](red, parts, blocks)
