@@ -9,6 +9,7 @@ then across blocks by a one-block kernel in a fixed order: deterministic, no hos
 from numba import cuda, float64, int64
 
 from . import _launch as L
+from ._grad import load4
 from ._launch import SHARED
 
 
@@ -46,6 +47,17 @@ def _huber(d, delta, one):
 
 
 def _make_kernel(elem):
+    @cuda.jit(device=True)
+    def put(grad, loss, i, d, s, delta, one, grad_factor, loss_factor, per_element):
+        # One element's gradient, and its loss stored or added to the thread's float64 sum.
+        li, g = elem(d, delta, one)
+        grad[i] = g * grad_factor
+        if per_element:
+            loss[i] = li * loss_factor
+        else:
+            s += float64(li)
+        return s
+
     @cuda.jit
     def kernel(grad, loss, buf, pred, target, delta, grad_factor, loss_factor):
         # delta, grad_factor, loss_factor: scalars of the input dtype.
@@ -53,16 +65,28 @@ def _make_kernel(elem):
         n = pred.shape[0]
         per_element = loss.shape[0] == n
         one = pred.dtype.type(1.0)
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        stride = int64(cuda.gridDim.x) * cuda.blockDim.x
+        t = int64(cuda.blockDim.x)
+        tile = 4 * t  # eight loads in flight per thread, as in the update kernels
         s = 0.0
-        for i in range(start, n, stride):
-            li, g = elem(pred[i] - target[i], delta, one)  # both read before grad may alias them
-            grad[i] = g * grad_factor
-            if per_element:
-                loss[i] = li * loss_factor
-            else:
-                s += float64(li)
+        for j in range(int64(cuda.blockIdx.x) * tile + cuda.threadIdx.x, n,
+                       int64(cuda.gridDim.x) * tile):
+            if j + 3 * t < n:
+                # All of a tile's inputs are read before any gradient is stored: grad may be
+                # pred or target itself, and each index is read and written by one thread.
+                p0, p1, p2, p3 = load4(pred, j, t)
+                t0, t1, t2, t3 = load4(target, j, t)
+                s = put(grad, loss, j, p0 - t0, s, delta, one, grad_factor, loss_factor,
+                        per_element)
+                s = put(grad, loss, j + t, p1 - t1, s, delta, one, grad_factor, loss_factor,
+                        per_element)
+                s = put(grad, loss, j + 2 * t, p2 - t2, s, delta, one, grad_factor,
+                        loss_factor, per_element)
+                s = put(grad, loss, j + 3 * t, p3 - t3, s, delta, one, grad_factor,
+                        loss_factor, per_element)
+            else:  # the last, partial tile
+                for i in range(j, n, t):
+                    s = put(grad, loss, i, pred[i] - target[i], s, delta, one, grad_factor,
+                            loss_factor, per_element)
         if not per_element:  # uniform across the grid, so every thread reaches the barriers
             total = L.block_sum(sh, s)
             if cuda.threadIdx.x == 0:
@@ -94,7 +118,7 @@ def _make_launcher(kernel, name):
         grad, loss, pred, target = map(L.as_device, (grad, loss, pred, target))
         n = pred.shape[0]
         dt = pred.dtype.type
-        blocks = L.grid(n, L.THREADS)
+        blocks = L.grid(n, 4 * L.THREADS)  # tiles of four per thread
         buf = L.scratch(stream)
         kernel[blocks, L.THREADS, stream](grad, loss, buf, pred, target, dt(delta),
                                           dt(grad_factor), dt(loss_factor))
