@@ -12,10 +12,12 @@ unless every label is valid. Three launches on one stream, no host synchronizati
 3. A finishing kernel adds the batch into ``cm`` and ``seen`` only if ``ctl[0]`` says no label
    was bad, and writes ``status``.
 
-Counts (no weights): each block counts into a shared-memory table of k*k int64 cells with
-shared atomics, then adds its non-zero cells into one global batch table with global atomics.
-Integer addition is associative, so the counts are exact and the same on every run. The labels
-present are the rows and columns of the batch table with a count.
+Counts (no weights): each block counts into a shared-memory table of k*k int32 cells with
+shared atomics (native for 32 bits; 64-bit ones are a compare-and-swap loop), then adds its
+non-zero cells into one global int64 batch table with global atomics. A thread loads the labels
+of four samples before it counts any. Integer addition is associative, so the counts are exact
+and the same on every run. The labels present are the rows and columns of the batch table with
+a count.
 
 Weighted sums: float atomics would make the sums depend on timing, so there are none. The
 samples go through each block in tiles of one per thread, in tile order; after a tile is staged
@@ -176,42 +178,67 @@ def _finish_weighted_kernel(cm, seen, status, partial, present, ctl, nblocks, n)
 
 def _make_kernels(pred_at):
     @cuda.jit(device=True)
-    def count_into(table, ctl, y_true, y_pred, threshold, k):
-        # Grid-stride over the samples (consecutive threads read consecutive labels); integer
-        # atomics into ``table``, shared or global.
+    def tally(table, one, k, n, i, a, b, first, top):
+        # One sample: its cell gets ``one`` (an integer atomic) if both labels are in range;
+        # returns the thread's updated (first bad index, largest label).
+        top = max(top, max(a, b))
+        if a >= 0 and b >= 0 and a < k and b < k:
+            cuda.atomic.add(table, a * k + b, one)
+        elif first == n:  # indices rise, so the thread's first bad one is its smallest
+            first = i
+        return first, top
+
+    @cuda.jit(device=True)
+    def count_into(table, one, ctl, y_true, y_pred, threshold, k):
+        # Grid-stride over tiles of four samples per thread (consecutive threads read
+        # consecutive labels); all of a tile's labels are loaded before its first atomic, so
+        # eight loads are in flight per thread. Integer atomics into ``table``, shared or global.
         n = y_true.shape[0]
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        stride = int64(cuda.gridDim.x) * cuda.blockDim.x
+        t = int64(cuda.blockDim.x)
+        tile = 4 * t
         first = n
         top = int64(0)
-        for i in range(start, n, stride):
-            a = int64(y_true[i])
-            b = pred_at(y_pred, i, threshold)
-            top = max(top, max(a, b))
-            if a >= 0 and b >= 0 and a < k and b < k:
-                cuda.atomic.add(table, a * k + b, 1)
-            elif first == n:  # indices rise, so the thread's first bad one is its smallest
-                first = i
+        for j in range(int64(cuda.blockIdx.x) * tile + cuda.threadIdx.x, n,
+                       int64(cuda.gridDim.x) * tile):
+            if j + 3 * t < n:
+                a0, a1, a2, a3 = (int64(y_true[j]), int64(y_true[j + t]),
+                                  int64(y_true[j + 2 * t]), int64(y_true[j + 3 * t]))
+                b0, b1, b2, b3 = (pred_at(y_pred, j, threshold),
+                                  pred_at(y_pred, j + t, threshold),
+                                  pred_at(y_pred, j + 2 * t, threshold),
+                                  pred_at(y_pred, j + 3 * t, threshold))
+                first, top = tally(table, one, k, n, j, a0, b0, first, top)
+                first, top = tally(table, one, k, n, j + t, a1, b1, first, top)
+                first, top = tally(table, one, k, n, j + 2 * t, a2, b2, first, top)
+                first, top = tally(table, one, k, n, j + 3 * t, a3, b3, first, top)
+            else:  # the last, partial tile
+                for i in range(j, n, t):
+                    first, top = tally(table, one, k, n, i, int64(y_true[i]),
+                                       pred_at(y_pred, i, threshold), first, top)
         _publish_status(ctl, first, top, n)
 
     @cuda.jit
     def counts_shared(batch, ctl, y_true, y_pred, threshold, k):
-        table = cuda.shared.array(SHARED_CELLS, int64)
+        # int32 cells: shared-memory atomics on 64-bit integers are not native instructions
+        # (a compare-and-swap loop, slow under the contention of a few hot cells such as a
+        # good classifier's diagonal). The launcher only picks this kernel when no block can
+        # count 2**31 samples.
+        table = cuda.shared.array(SHARED_CELLS, int32)
         t = cuda.threadIdx.x
         cells = k * k
         for c in range(t, cells, cuda.blockDim.x):
             table[c] = 0
         cuda.syncthreads()
-        count_into(table, ctl, y_true, y_pred, threshold, k)
+        count_into(table, int32(1), ctl, y_true, y_pred, threshold, k)
         cuda.syncthreads()
         for c in range(t, cells, cuda.blockDim.x):
             x = table[c]
             if x != 0:
-                cuda.atomic.add(batch, c, x)
+                cuda.atomic.add(batch, c, int64(x))
 
     @cuda.jit
     def counts_global(batch, ctl, y_true, y_pred, threshold, k):
-        count_into(batch, ctl, y_true, y_pred, threshold, k)
+        count_into(batch, int64(1), ctl, y_true, y_pred, threshold, k)
 
     @cuda.jit(device=True)
     def sum_into(table, flags, s_cell, s_w, ctl, y_true, y_pred, weight, threshold, k):
@@ -320,7 +347,9 @@ def _launch(form, cm, seen, status, y_true, y_pred, weight, threshold, stream):
     if weight.shape[0] == 0:
         batch = _buffer("batch", cells, np.int64, stream)
         _init_kernel[L.grid(cells, L.THREADS), L.THREADS, stream](ctl, batch, batch[:0], n)
-        kernel = counts_shared if shared else counts_global
+        # The shared table's int32 cells hold a block's share of n (about n / blocks samples).
+        fits = -(-n // (blocks * L.THREADS)) * L.THREADS < 2**31
+        kernel = counts_shared if shared and fits else counts_global
         kernel[blocks, L.THREADS, stream](batch, ctl, y_true, y_pred, threshold, k)
         _finish_counts_kernel[finish_blocks, L.THREADS, stream](cm, seen, status, batch, ctl, n)
         return
