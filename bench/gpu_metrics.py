@@ -90,7 +90,7 @@ def check(n, k, rng):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".")
-    ap.add_argument("--n", type=int, default=10_000_000)
+    ap.add_argument("--n", type=int, default=100_000_000)  # issue 6: 100M labels
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     print(getattr(cuda.get_current_device(), "name", "simulator"), flush=True)
