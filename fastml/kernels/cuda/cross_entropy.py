@@ -17,7 +17,8 @@ Layout: a group of G threads (a power of two) owns a row; a block holds T / G gr
 the rows grid-stride. Per row: pass 1 reads the row once for its max (first NaN, else first
 maximum: the argmax); pass 2 sums exp(x_c - m) and, with smoothing, sum_c w_c (m - x_c); pass 3
 recomputes exp and writes the gradient. In every pass a thread loads U = 4 of its columns
-(c, c + G, c + 2G, c + 3G) before it uses any, so that four loads are in flight per thread.
+(c, c + G, c + 2G, c + 3G) before it uses any, so that four loads are in flight per thread;
+8 in pass 1, the one that reads from DRAM.
 Each reduction is a shared-memory tree within the group (no warp shuffles, so the simulator runs
 the same code). x_y and everything else the loss needs
 are read in pass 1, before any thread writes, so ``grad`` may be ``logits`` itself; a thread only
@@ -122,8 +123,8 @@ U = 4
 def _loads(x, j0, j1, j2, j3, c):
     """x[j0] .. x[j3], the ones past ``c`` as 0 (unused): four independent loads in flight."""
     zero = x.dtype.type(0.0)
-    return (x[j0], x[j1] if j1 < c else zero, x[j2] if j2 < c else zero,
-            x[j3] if j3 < c else zero)
+    return (x[j0] if j0 < c else zero, x[j1] if j1 < c else zero,
+            x[j2] if j2 < c else zero, x[j3] if j3 < c else zero)
 
 
 @cuda.jit(device=True)
@@ -216,9 +217,12 @@ def _make_kernel(block):
             wy = 1.0
             x = logits[row if active else 0]
             if active:
-                for base in range(lane, c, span):
+                # The pass that reads from DRAM: 2U loads in flight (one round for C <= 8 G).
+                for base in range(lane, c, 2 * span):
                     j1, j2, j3 = base + group, base + 2 * group, base + 3 * group
+                    j4, j5, j6, j7 = base + span, j1 + span, j2 + span, j3 + span
                     v0, v1, v2, v3 = _loads(x, base, j1, j2, j3, c)
+                    v4, v5, v6, v7 = _loads(x, j4, j5, j6, j7, c)
                     if _take(v0, best_v, best_j):
                         best_v, best_j = v0, base
                     if j1 < c and _take(v1, best_v, best_j):
@@ -227,6 +231,14 @@ def _make_kernel(block):
                         best_v, best_j = v2, j2
                     if j3 < c and _take(v3, best_v, best_j):
                         best_v, best_j = v3, j3
+                    if j4 < c and _take(v4, best_v, best_j):
+                        best_v, best_j = v4, j4
+                    if j5 < c and _take(v5, best_v, best_j):
+                        best_v, best_j = v5, j5
+                    if j6 < c and _take(v6, best_v, best_j):
+                        best_v, best_j = v6, j6
+                    if j7 < c and _take(v7, best_v, best_j):
+                        best_v, best_j = v7, j7
                 if keep:
                     xy = float64(x[y])
                     if weighted:
