@@ -17,6 +17,8 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import numpy, numba, numba_cuda, torch; print('numpy', numpy.__version__, 'numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__)" | tee -a "$out/gpu.txt"
+# Registers and spills of the main kernels (static; needs ptxas, skipped without it).
+timeout 120 python3 bench/ptx_report.py > "$out/ptx.txt" 2>&1 || echo "ptx_report failed (see ptx.txt)"
 # CUDA tests on the real GPU (CPU-only tests are CI's job).
 FASTML_REAL_GPU=1 timeout "${TEST_TIMEOUT:-300}" python3 -m pytest tests -q -x -k cuda -p no:cacheprovider 2>&1 | tee "$out/tests.log" | tail -n 30
 python3 bench/gpu_bench.py --out "$out" 2>&1 | tee "$out/bench.log"
