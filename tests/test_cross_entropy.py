@@ -101,6 +101,24 @@ def test_matches_reference(device, dtype, shape):
     check_shape(device, dtype, shape)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_rows_whose_max_rises_at_every_column(device, dtype):
+    # The CUDA kernel sums exp(x - max) online, rescaling a thread's sum each time its running
+    # max rises: rising rows rescale at every column (the most roundings), falling rows never.
+    # Both must stay within the reference's tolerance, with and without smoothing.
+    c = 1001
+    ramp = np.linspace(-20.0, 20.0, c)
+    logits = np.stack([ramp, ramp[::-1], np.sort(np.random.default_rng(5).normal(0, 5, c)),
+                       np.where(np.arange(c) < c - 1, -np.inf, 0.0)]).astype(dtype)
+    labels = np.array([c - 1, 0, 7, c - 1])
+    for weight, smoothing in options(c, dtype, seed=6):
+        if smoothing:  # an -inf logit makes a smoothed loss inf (as in PyTorch): keep 3 rows
+            logits, labels = logits[:3], labels[:3]
+        for reduction in ("none", "mean"):
+            check_against_reference(logits, labels, weight, label_smoothing=smoothing,
+                                    reduction=reduction, device=device, return_pred=True)
+
+
 @pytest.mark.parametrize("device", LARGE_DEVICES)
 @pytest.mark.parametrize("shape", LARGE_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

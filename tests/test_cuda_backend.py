@@ -635,6 +635,13 @@ TYPECHECK = textwrap.dedent("""
         cres = compile_cuda(kernel.py_func, T.void, args, cc=(9, 0))
         return cres.library.get_llvm_str()
 
+    def functions(ir, *names):
+        # The body of each function numba compiled (they return an i32 status), found by its
+        # mangled name ("..._visitB2v3...": length, name, "B").
+        chunks = [c for c in ir.split("\\ndefine ") if "i32 @" in c.split("(", 1)[0]]
+        return {name: next(c for c in chunks if f"{len(name)}{name}B" in c.split("(", 1)[0])
+                for name in names}
+
     f8 = T.float64[::1]
     # Every kernel in float32 with int32 labels (where float64 literals could sneak in); the
     # cross-entropy kernel, the one with the most typed branches, also in float64/int64.
@@ -648,7 +655,11 @@ TYPECHECK = textwrap.dedent("""
     i8 = T.int64[::1]
     ir = lower(cross_entropy._make_kernel(256), m, a, i8, f8, m, T.int32[::1], a,
                T.int64, T.float64, T.float64, T.int64, T.int64, i8)
-    assert '@"__nv_expf"' in ir and '@"__nv_exp"' not in ir  # the per-logit exp is expf
+    # The per-logit exp is expf: in the gradient and in pass 1's sum. float64 exp only rescales
+    # the online sum, where a thread's running max rises and once per thread for the row max.
+    calls = {name: (body.count('call float @"__nv_expf"('), body.count('call double @"__nv_exp"('))
+             for name, body in functions(ir, "_grad_term", "_visit", "kernel").items()}
+    assert calls == {"_grad_term": (1, 0), "_visit": (1, 1), "kernel": (0, 1)}, calls
     m64 = T.float64[:, ::1]
     lower(cross_entropy._make_kernel(256), m64, f8, i8, f8, m64, i8, f8,
           T.int64, T.float64, T.float64, T.int64, T.int64, i8)

@@ -14,16 +14,21 @@ A mean divides the loss and the gradient by D = sum of w_y over rows whose label
 multiplies by 1/D: a subnormal D (tiny class weights) would make 1/D overflow.
 
 Layout: a group of G threads (a power of two) owns a row; a block holds T / G groups and walks
-the rows grid-stride. Per row: pass 1 reads the row once for its max (first NaN, else first
-maximum: the argmax); pass 2 sums exp(x_c - m) and, with smoothing, sum_c w_c (m - x_c); pass 3
-recomputes exp and writes the gradient. In every pass a thread loads U = 4 of its columns
-(c, c + G, c + 2G, c + 3G) before it uses any, so that four loads are in flight per thread;
-8 in pass 1, the one that reads from DRAM.
-Each reduction is a shared-memory tree within the group (no warp shuffles, so the simulator runs
-the same code). x_y and everything else the loss needs
-are read in pass 1, before any thread writes, so ``grad`` may be ``logits`` itself; a thread only
-ever writes the columns it alone read. Memory sees the row read once from DRAM (passes 2 and 3 hit
-L1/L2 for any realistic C) and the gradient written once: 8 B/logit in float32.
+the rows grid-stride. Per row, two passes:
+
+1. the row is read from DRAM for its max (first NaN, else first maximum: the argmax) and, online,
+   sum_c exp(x_c - m): each thread keeps the sum relative to its own running max and rescales
+   it (in float64) when that max rises; the group then takes each thread's sum to the row max;
+2. the row is read again (from L1/L2 for any realistic C) to write the gradient, and with
+   smoothing to sum w_c (m - x_c) (two terms >= 0, so it is summed here, once m is known,
+   rather than as m W - sum w_c x_c, which cancels).
+
+A thread loads 8 of its columns in pass 1 and 4 (U) in pass 2 before it uses any of them (c,
+c + G, c + 2G, ...), so that many loads are in flight per thread. Each reduction is a
+shared-memory tree within the group (no warp shuffles, so the simulator runs the same code).
+x_y and everything else the loss needs are read in pass 1, before any thread writes, so
+``grad`` may be ``logits`` itself; a thread only ever writes the columns it alone read. Memory
+sees the row read once from DRAM and the gradient written once: 8 B/logit in float32.
 
 D and W come from a small pre-pass over the labels and the weights whose result stays on the
 device (``buf[DIVISOR]``, ``buf[WTOTAL]``), read by the main kernel: no host round trip.
@@ -135,6 +140,21 @@ def _take(v, best_v, best_j):
 
 
 @cuda.jit(device=True)
+def _visit(v, j, best_v, best_j, s):
+    """Pass 1 for one column, in the thread's (increasing) column order: the argmax so far
+    (best_v, best_j; see _take) and s = sum of exp(x - best_v) over the columns so far, in float64
+    (online softmax: when the max rises, s is rescaled in float64 before the new 1 is added).
+    A -inf column adds 0 (and nothing when the max is -inf too, where exp would be NaN)."""
+    if _take(v, best_v, best_j):
+        if best_j < 0:
+            return v, j, 1.0
+        return v, j, s * math.exp(float64(best_v) - float64(v)) + 1.0
+    if v != -math.inf:
+        s += float64(math.exp(v - best_v))
+    return best_v, best_j, s
+
+
+@cuda.jit(device=True)
 def _smooth_term(v, j, m64, weight, weighted):
     """w_j (m - x_j) in float64: the smoothing sum's term (>= 0, no cancellation)."""
     d = m64 - float64(v)
@@ -209,36 +229,36 @@ def _make_kernel(block):
                 y = int64(labels[row])
             keep = active and y != ignore_index
 
-            # Pass 1: the argmax and its value, the row max. Also x_y and w_y, before any write.
-            # Every pass loads U columns per thread before it uses any of them (see _loads).
+            # Pass 1, the one that reads the row from DRAM: the argmax and its value (the row
+            # max), and the softmax sum online (see _visit). Also x_y and w_y, before any write.
+            # 2U loads in flight per thread: one round for rows of up to 8 G columns.
             best_v = dt(0.0)
             best_j = int64(-1)
+            s = 0.0
             xy = 0.0
             wy = 1.0
             x = logits[row if active else 0]
             if active:
-                # The pass that reads from DRAM: 2U loads in flight (one round for C <= 8 G).
                 for base in range(lane, c, 2 * span):
                     j1, j2, j3 = base + group, base + 2 * group, base + 3 * group
                     j4, j5, j6, j7 = base + span, j1 + span, j2 + span, j3 + span
                     v0, v1, v2, v3 = _loads(x, base, j1, j2, j3, c)
                     v4, v5, v6, v7 = _loads(x, j4, j5, j6, j7, c)
-                    if _take(v0, best_v, best_j):
-                        best_v, best_j = v0, base
-                    if j1 < c and _take(v1, best_v, best_j):
-                        best_v, best_j = v1, j1
-                    if j2 < c and _take(v2, best_v, best_j):
-                        best_v, best_j = v2, j2
-                    if j3 < c and _take(v3, best_v, best_j):
-                        best_v, best_j = v3, j3
-                    if j4 < c and _take(v4, best_v, best_j):
-                        best_v, best_j = v4, j4
-                    if j5 < c and _take(v5, best_v, best_j):
-                        best_v, best_j = v5, j5
-                    if j6 < c and _take(v6, best_v, best_j):
-                        best_v, best_j = v6, j6
-                    if j7 < c and _take(v7, best_v, best_j):
-                        best_v, best_j = v7, j7
+                    best_v, best_j, s = _visit(v0, base, best_v, best_j, s)
+                    if j1 < c:
+                        best_v, best_j, s = _visit(v1, j1, best_v, best_j, s)
+                    if j2 < c:
+                        best_v, best_j, s = _visit(v2, j2, best_v, best_j, s)
+                    if j3 < c:
+                        best_v, best_j, s = _visit(v3, j3, best_v, best_j, s)
+                    if j4 < c:
+                        best_v, best_j, s = _visit(v4, j4, best_v, best_j, s)
+                    if j5 < c:
+                        best_v, best_j, s = _visit(v5, j5, best_v, best_j, s)
+                    if j6 < c:
+                        best_v, best_j, s = _visit(v6, j6, best_v, best_j, s)
+                    if j7 < c:
+                        best_v, best_j, s = _visit(v7, j7, best_v, best_j, s)
                 if keep:
                     xy = float64(x[y])
                     if weighted:
@@ -254,57 +274,53 @@ def _make_kernel(block):
                     sh_j[tid] = sh_j[tid + step]
                 cuda.syncthreads()
                 step //= 2
-            # The row max is the argmax's value (NaN if the row holds one: then every output of
-            # the row is NaN, as on the CPU). Subtracting it keeps exp <= 1: logits of +-1e4 are
-            # fine.
+            # The row max is the argmax's value (NaN if the row holds one). Subtracting it keeps
+            # exp <= 1: logits of +-1e4 are fine.
             m = dt(sh_v[lead])
             best = sh_j[lead]
 
-            # Pass 2: the softmax denominator and the smoothing sum, both in float64.
-            s = 0.0
-            smooth = 0.0
-            if keep:
-                m64 = float64(m)
-                for base in range(lane, c, span):
-                    j1, j2, j3 = base + group, base + 2 * group, base + 3 * group
-                    v0, v1, v2, v3 = _loads(x, base, j1, j2, j3, c)
-                    s += float64(math.exp(v0 - m))
-                    s += float64(math.exp(v1 - m)) if j1 < c else 0.0
-                    s += float64(math.exp(v2 - m)) if j2 < c else 0.0
-                    s += float64(math.exp(v3 - m)) if j3 < c else 0.0
-                    if eps != 0.0:
-                        smooth += _smooth_term(v0, base, m64, weight, weighted)
-                        if j1 < c:
-                            smooth += _smooth_term(v1, j1, m64, weight, weighted)
-                        if j2 < c:
-                            smooth += _smooth_term(v2, j2, m64, weight, weighted)
-                        if j3 < c:
-                            smooth += _smooth_term(v3, j3, m64, weight, weighted)
-            sh_s[tid] = s
-            sh_w[tid] = smooth
+            # The softmax denominator: each thread's sum, taken from its own max to the row's
+            # (float64), added over the group. A thread whose columns are all -inf adds 0.
+            part = 0.0
+            if best_j >= 0 and best_v != -math.inf:
+                part = s * math.exp(float64(best_v) - float64(m))
+            sh_s[tid] = part
             cuda.syncthreads()
             step = group // 2
             while step > 0:
                 if lane < step:
                     sh_s[tid] += sh_s[tid + step]
-                    sh_w[tid] += sh_w[tid + step]
                 cuda.syncthreads()
                 step //= 2
             s = sh_s[lead]
-            smooth = sh_w[lead]
+            if not float64(m) - float64(m) == 0.0:
+                # A NaN, +inf or all -inf row: x - m is NaN somewhere, and every output of the
+                # row is NaN, as on the CPU.
+                s = math.nan
 
-            # Pass 3: dl/dx_j = e_j * a - b w_j - [j == y] (1 - eps) w_y gf. All U loads come
-            # before the first store: with grad = logits, a store never precedes a load of the
-            # same column, and each column is read and written by its one thread.
+            # Pass 2 (the row again, from L1/L2): dl/dx_j = e_j * a - b w_j - [j == y] (1 - eps)
+            # w_y gf, and with smoothing sum_c w_c (m - x_c) in float64. All U loads come before
+            # the first store: with grad = logits, a store never precedes a load of the same
+            # column, and each column is read and written by its one thread.
+            smooth = 0.0
             if active:
                 g = grad[row]
                 if keep:
                     a = dt(((1.0 - eps) * wy + eps * w_total / c) / div * grad_scale / s)
                     b = dt(eps / c / div * grad_scale)
                     gy = dt((1.0 - eps) * wy / div * grad_scale)
+                    m64 = float64(m)
                     for base in range(lane, c, span):
                         j1, j2, j3 = base + group, base + 2 * group, base + 3 * group
                         v0, v1, v2, v3 = _loads(x, base, j1, j2, j3, c)
+                        if eps != 0.0:
+                            smooth += _smooth_term(v0, base, m64, weight, weighted)
+                            if j1 < c:
+                                smooth += _smooth_term(v1, j1, m64, weight, weighted)
+                            if j2 < c:
+                                smooth += _smooth_term(v2, j2, m64, weight, weighted)
+                            if j3 < c:
+                                smooth += _smooth_term(v3, j3, m64, weight, weighted)
                         g[base] = _grad_term(v0, base, m, a, b, gy, y, eps, weight, weighted,
                                              div, c, grad_scale)
                         if j1 < c:
@@ -319,19 +335,29 @@ def _make_kernel(block):
                 else:
                     for j in range(lane, c, group):
                         g[j] = dt(0.0)
-                if lane == 0:
-                    if want_pred:
-                        pred[row] = best
-                    l_row = 0.0
-                    if keep:
-                        log_s = math.log(s)
-                        l_row = (1.0 - eps) * wy * ((float64(m) - xy) + log_s)
-                        if eps != 0.0:
-                            l_row += eps / c * (w_total * log_s + smooth)
-                    if reduction == NONE:
-                        loss[row] = l_row
-                    else:
-                        acc += l_row
+            if eps != 0.0:  # the same for every thread, so all of them reach the barriers
+                sh_w[tid] = smooth
+                cuda.syncthreads()
+                step = group // 2
+                while step > 0:
+                    if lane < step:
+                        sh_w[tid] += sh_w[tid + step]
+                    cuda.syncthreads()
+                    step //= 2
+                smooth = sh_w[lead]
+            if active and lane == 0:
+                if want_pred:
+                    pred[row] = best
+                l_row = 0.0
+                if keep:
+                    log_s = math.log(s)
+                    l_row = (1.0 - eps) * wy * ((float64(m) - xy) + log_s)
+                    if eps != 0.0:
+                        l_row += eps / c * (w_total * log_s + smooth)
+                if reduction == NONE:
+                    loss[row] = l_row
+                else:
+                    acc += l_row
         if reduction != NONE:
             total = L.block_sum(sh_s, acc)
             if tid == 0:
