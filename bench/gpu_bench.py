@@ -19,6 +19,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import fastml  # noqa: E402
 from fastml.bench import gpu_timing  # noqa: E402
+from fastml.kernels.cuda import cross_entropy as CE  # noqa: E402
 
 # One call per timed round: rows report (median ms, p90 - p10 of the rounds).
 timed = functools.partial(gpu_timing.timed, reps=20, warmup=3, spread=True)
@@ -94,6 +95,18 @@ def bench_cross_entropy(bw):
 
         tms, _ = timed(torch_ce)
         row(f"cross_entropy fwd+bwd ({n}, {c})", ms, sp, 8 * n * c, bw, "F.cross_entropy", tms)
+        # The kernel's tuning knobs (bench/NOTES.md: next variants), each against the default.
+        default = (CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS)
+        for cols, regs in ((8, 80), (16, None), (16, 80), (4, None)):
+            CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS = cols, regs
+            try:
+                vms, vsp = timed(lambda x=x, y=y, out=out: fastml.cross_entropy(x, y, out=out))
+                row(f"  variant cols/thread={cols} max_registers={regs}", vms, vsp, 8 * n * c,
+                    bw, "library default", ms)
+            except Exception:  # noqa: BLE001 - a variant that fails must not hide the rest
+                traceback.print_exc()
+            finally:
+                CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS = default
 
 
 def bench_mse(bw):

@@ -177,10 +177,20 @@ def _grad_term(v, j, m, a, b, gy, y, eps, weight, weighted, div, c, grad_scale):
     return gj
 
 
-def _make_kernel(block):
-    """The main kernel for blocks of ``block`` threads (its shared arrays are sized by it)."""
+#: Tuning knobs of the main kernel, read at launch (bench/gpu_bench.py times variants of them on a
+#: real GPU). Columns per thread set the group size (_geometry). A register cap (None: ptxas
+#: decides, 116 on sm_90, so 2 blocks of 256 per SM) of 80 fits 3 blocks but spills ~100 B.
+COLUMNS_PER_THREAD = 8
+MAX_REGISTERS = None
 
-    @cuda.jit
+
+def _make_kernel(block, max_registers=None):
+    """The main kernel for blocks of ``block`` threads (its shared arrays are sized by it)."""
+    # The simulator's jit takes no register cap (and has no registers).
+    jit = cuda.jit if max_registers is None or L.SIMULATOR else cuda.jit(
+        max_registers=max_registers)
+
+    @jit
     def kernel(grad, loss, pred, buf, logits, labels, weight, ignore_index, eps, grad_scale,
                reduction, group, bad):
         sh_v = cuda.shared.array(block, float64)  # argmax candidate value (the row max)
@@ -380,9 +390,9 @@ def _no_record():
 def _geometry(c):
     """(threads per block, threads per row) for rows of ``c`` classes, both powers of two.
 
-    About 8 columns per thread, 4 to 256 threads per row, 256 threads per block (32 in the
-    simulator), so narrow rows share a block. Not 1024: the kernel's float64 registers do not fit
-    1024 threads per block (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on an H200).
+    About COLUMNS_PER_THREAD (8) columns per thread, 4 to 256 threads per row, 256 threads per
+    block (32 in the simulator), so narrow rows share a block. Not 1024: the kernel's float64
+    registers do not fit 1024 threads per block (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on an H200).
     """
     # Tried on an H200: warp-shuffle reductions with one warp per row up to C = 1024 were
     # slower here (134 registers per thread against 85, so fewer resident warps).
@@ -391,7 +401,7 @@ def _geometry(c):
     else:
         lo, hi, min_block = 4, 256, 256
     group = lo
-    while group < hi and group * 8 < c:
+    while group < hi and group * COLUMNS_PER_THREAD < c:
         group *= 2
     return max(min_block, group), group
 
@@ -441,9 +451,10 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
                                                        need_denom, need_wsum)
         _weight_sums_finish_kernel[1, L.THREADS, stream](buf, blocks)
     block, group = _geometry(c)
-    kernel = _KERNELS.get(block)
+    key = (block, MAX_REGISTERS)
+    kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = _KERNELS[block] = _make_kernel(block)
+        kernel = _KERNELS[key] = _make_kernel(block, MAX_REGISTERS)
     blocks = L.grid(n, block // group)
     kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight, ignore_index,
                                   eps, float(grad_scale), reduction, group,
