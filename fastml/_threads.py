@@ -24,14 +24,15 @@ def _thread_count_access():
     up, numba's own unchecked accessors behind them do the same for well under a microsecond.
     Where a numba version lacks them, the public functions serve.
     """
+    # First launch the pool: numba binds the accessors (module globals) only then, so reading
+    # them before this call found none and fell back to the public functions every time.
+    numba.get_num_threads()
     try:
         from numba.np.ufunc import parallel
 
-        get, put = parallel._get_num_threads, parallel._set_num_threads
+        return parallel._get_num_threads, parallel._set_num_threads
     except (ImportError, AttributeError):  # pragma: no cover - other numba versions
         return numba.get_num_threads, numba.set_num_threads
-    numba.get_num_threads()  # launches the pool, after which the accessors are valid
-    return get, put
 
 
 _ACCESS = None

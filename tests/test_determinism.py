@@ -78,3 +78,21 @@ def test_elementwise_losses(device, dtype, name, restore_num_threads):
 def test_cross_entropy(device, dtype, restore_num_threads):
     call, first = ce_call(_size(device, (5000, 37), (67, 37)), dtype, device)
     _check_reproducible(call, first, device, restore_num_threads)
+
+
+def test_small_calls_switch_threads_with_numbas_unchecked_accessors():
+    # fastml._threads runs small kernels on the calling thread by switching numba's thread
+    # count around the call. numba binds its unchecked accessors only once its pool is up; read
+    # before that (the first small call of a fresh process), the switch fell back to the public
+    # functions, which lock and validate: 5-10 us more per small loss or optimizer step.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numba, fastml._threads as T; get, put = T._thread_count_access(); "
+            "print(get is numba.get_num_threads, put is numba.set_num_threads, get() >= 1)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.split() == ["False", "False", "True"], proc.stderr[-2000:]
