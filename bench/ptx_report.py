@@ -38,7 +38,8 @@ def kernels():
     counts_shared, counts_global = conf._KERNELS["label"][:2]
     return [
         ("cross_entropy (256 threads)", ce._make_kernel(256).py_func,
-         (m4, f4, i8, f8, m4, i8, f4, T.int64, T.float64, T.float64, T.int64, T.int64, i8)),
+         (m4, f4, i8, f8, m4, i8, f4, T.int64, T.float64, T.float64, T.int64, T.int64,
+          T.boolean)),
         ("mse", reg._mse_kernel.py_func,
          (f4, f4, f8, f4, f4, T.float32, T.float32, T.float32)),
         ("grad_stats", gs._grad_stats_kernel.py_func, (f8, f4, f8, T.float32)),

@@ -306,13 +306,13 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
     x_in = A.contiguous_input(x, "logits", cuda)
     kernels = backend(cuda, stream)
     message = functools.partial(_label_message, c, ignore_index)
-    if cuda:  # checked on the device, reported later: see fastml._device_errors
+    if cuda:  # checked on the device, in the kernel's pre-pass; reported later (_device_errors)
         record = _device_errors.log().open(message)
     else:
         record = np.empty(2, np.int64)
-    kernels.check_labels(record, y, c, ignore_index)
-    if not cuda and record[0] >= 0:
-        raise ShapeError(message(int(record[0]), int(record[1])))
+        kernels.check_labels(record, y, c, ignore_index)
+        if record[0] >= 0:
+            raise ShapeError(message(int(record[0]), int(record[1])))
     loss, user_loss = _outputs.new(logits, (n if code == 0 else 1,), x.dtype, cuda, stream)
     # Empty arrays stand in for an argmax or a weight not asked for (numba allocates nothing).
     pred, user_pred = (_outputs.new(logits, (n,), np.int64, cuda, stream) if return_pred
@@ -320,7 +320,7 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
     no_weight = A.empty_like(x, cuda, shape=(0,)) if w is None else w
     kernels.cross_entropy_fwd_bwd(grad, loss, pred, x_in, y, no_weight, ignore_index,
                                   label_smoothing, grad_scale, code,
-                                  **({"bad": record} if cuda else {}))
+                                  **({"check": record} if cuda else {}))
     if cuda:
         _device_errors.raise_finished()
     loss = _loss_result(user_loss, (n,), code, x.dtype, cuda)

@@ -654,7 +654,7 @@ TYPECHECK = textwrap.dedent("""
     lower(_launch._sum_partials_kernel, a, f8, T.int64, T.int64, T.float64, T.boolean)
     i8 = T.int64[::1]
     ir = lower(cross_entropy._make_kernel(256), m, a, i8, f8, m, T.int32[::1], a,
-               T.int64, T.float64, T.float64, T.int64, T.int64, i8)
+               T.int64, T.float64, T.float64, T.int64, T.int64, T.boolean)
     # The per-logit exp is expf: in the gradient and in pass 1's sum. float64 exp only rescales
     # the online sum, where a thread's running max rises and once per thread for the row max.
     calls = {name: (body.count('call float @"__nv_expf"('), body.count('call double @"__nv_exp"('))
@@ -662,9 +662,11 @@ TYPECHECK = textwrap.dedent("""
     assert calls == {"_grad_term": (1, 0), "_visit": (1, 1), "kernel": (0, 1)}, calls
     m64 = T.float64[:, ::1]
     lower(cross_entropy._make_kernel(256), m64, f8, i8, f8, m64, i8, f8,
-          T.int64, T.float64, T.float64, T.int64, T.int64, i8)
-    lower(cross_entropy._weight_sums_kernel, f8, T.int32[::1], a, T.int64, T.boolean, T.boolean)
-    lower(cross_entropy._weight_sums_finish_kernel, f8, T.int64)
+          T.int64, T.float64, T.float64, T.int64, T.int64, T.boolean)
+    lower(cross_entropy._prepass_kernel, f8, T.int32[::1], a, T.int64, T.int64, T.boolean,
+          T.boolean, T.boolean)
+    lower(cross_entropy._prepass_finish_kernel, f8, T.int64, i8, T.int32[::1])
+    lower(_launch._sum_partials_kernel, f8, f8, T.int64, T.int64, T.float64, T.boolean)
     lower(labels._init_kernel, i8, T.int64)
     lower(labels._first_bad_label_kernel, i8, T.int32[::1], T.int64, T.int64)
     lower(labels._finish_kernel, i8, i8, T.int32[::1])

@@ -137,7 +137,7 @@ def test_every_family_launches_on_the_chosen_stream(launches):
             top = fastml.metrics.top_k_accuracy(dev(y), dev(x), k=2)
         assert launches and [n for n, got in launches if got is not stream] == []
         names = {name for name, _ in launches}
-        assert {"mse_fwd_bwd", "cross_entropy_fwd_bwd", "check_labels", "grad_stats",
+        assert {"mse_fwd_bwd", "cross_entropy_fwd_bwd", "grad_stats",
                 "plan_step_snapshot", "adam_step", "confusion_counts_argmax",
                 "top_k_hits"} <= names
         want[stream is s] = ([float(v.loss.copy_to_host()) for v in r], norm, f1, top)

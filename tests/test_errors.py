@@ -212,6 +212,15 @@ def ce_cases():
              lambda put: ce(x, np.array([0, -100, 1, 0]), put, ignore_index=-1), ShapeError,
              r"labels must be in \[0, 3\) or ignore_index \(-1\); got labels\[1\] = -100",
              devices=("cpu",)),
+        # Weighted: the GPU's pre-pass sums w[y] for the mean, and must never index the weights
+        # with a bad label (w[10**9] would read far outside the weights on a device).
+        Case("ce-weighted-label-far-out",
+             lambda put: ce(x, np.array([0, 1, 10**9, 0]), put, weight=put(np.ones(3))),
+             ShapeError, r"got labels\[2\] = 1000000000$", devices=("cpu",)),
+        Case("ce-weighted-smoothed-sum-negative-label",
+             lambda put: ce(x, np.array([0, -7, 1, 0]), put, weight=put(np.ones(3)),
+                            reduction="sum", label_smoothing=0.1),
+             ShapeError, r"got labels\[1\] = -7$", devices=("cpu",)),
         Case("ce-ignore-index-float", lambda put: ce(x, y, put, ignore_index=1.5), TypeError,
              r"ignore_index must be an integer; got float"),
         Case("ce-weight-shape", lambda put: ce(x, y, put, weight=put(np.ones(4))), ShapeError,
@@ -285,7 +294,8 @@ def test_rejected_call_writes_nothing(case, device):
 
 
 BAD_LABEL_CASES = [c for c in CASES if c.name in (
-    "ce-label-too-big", "ce-first-bad-label", "ce-label-int32", "ce-ignore-index-is-not-a-label")]
+    "ce-label-too-big", "ce-first-bad-label", "ce-label-int32", "ce-ignore-index-is-not-a-label",
+    "ce-weighted-label-far-out", "ce-weighted-smoothed-sum-negative-label")]
 
 
 @pytest.mark.cuda

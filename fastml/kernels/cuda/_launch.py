@@ -32,9 +32,11 @@ LOSS_OFF = 0  # loss partial sums
 DENOM_OFF = PARTIALS  # cross-entropy: sum of w[y] over kept rows
 KEPT_OFF = 2 * PARTIALS  # cross-entropy: number of kept rows
 WSUM_OFF = 3 * PARTIALS  # cross-entropy: sum of the class weights
-DIVISOR = 4 * PARTIALS  # cross-entropy: D for a mean (read by the main and finishing kernels)
+FIRST_OFF = 4 * PARTIALS  # cross-entropy: the first bad label's index (float64, exact)
+DIVISOR = 5 * PARTIALS  # cross-entropy: D for a mean (read by the main and finishing kernels)
 WTOTAL = DIVISOR + 1  # cross-entropy: sum of the class weights, reduced
-SCRATCH_LEN = DIVISOR + 2
+BAD_LABEL = DIVISOR + 2  # cross-entropy: 1.0 when the label check found a bad label, else 0.0
+SCRATCH_LEN = DIVISOR + 3
 
 _MAX_CACHED = 64
 _local = threading.local()
@@ -107,6 +109,22 @@ def block_sum(sh, value):
     while stride > 0:
         if t < stride:
             sh[t] += sh[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    return sh[0]
+
+
+@cuda.jit(device=True)
+def block_min(sh, value):
+    """Minimum of ``value`` (float64) over the block, returned to every thread; as block_sum."""
+    t = cuda.threadIdx.x
+    cuda.syncthreads()
+    sh[t] = value
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if t < stride and sh[t + stride] < sh[t]:
+            sh[t] = sh[t + stride]
         cuda.syncthreads()
         stride //= 2
     return sh[0]

@@ -45,22 +45,29 @@ from ._launch import SHARED
 NONE, SUM, MEAN = 0, 1, 2
 
 
-# Pre-pass: per-block float64 partials of D (sum of w[y] over kept rows), of the kept-row count
-# and of W (sum of the class weights), for the finishing kernel below.
+# Pre-pass over the labels (and the class weights): per-block float64 partials of D (sum of
+# w[y] over kept rows), of the kept-row count, of W (sum of the class weights) and of the first
+# label outside [0, C) that is not ignore_index, for the finishing kernel below. One pass does
+# the label check and the mean's divisor: 2 launches where they took 5.
 @cuda.jit
-def _weight_sums_kernel(buf, labels, weight, ignore_index, need_denom, need_wsum):
+def _prepass_kernel(buf, labels, weight, ignore_index, n_classes, need_denom, need_wsum, check):
     sh = cuda.shared.array(SHARED, float64)
     weighted = weight.shape[0] != 0
+    n = labels.shape[0]
     start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
     stride = int64(cuda.gridDim.x) * cuda.blockDim.x
     d = 0.0
     kept = 0.0
-    if need_denom:
-        for i in range(start, labels.shape[0], stride):
+    first = float64(n)  # the thread's first bad label (its smallest: its indices rise)
+    if need_denom or check:
+        for i in range(start, n, stride):
             y = labels[i]
             if y != ignore_index:
-                kept += 1.0
-                d += float64(weight[y]) if weighted else 1.0
+                if y >= 0 and y < n_classes:  # never index the weights with a bad label
+                    kept += 1.0
+                    d += float64(weight[y]) if weighted else 1.0
+                elif first == n:
+                    first = float64(i)
     wsum = 0.0
     if need_wsum:
         for j in range(start, weight.shape[0], stride):
@@ -69,27 +76,34 @@ def _weight_sums_kernel(buf, labels, weight, ignore_index, need_denom, need_wsum
     d = L.block_sum(sh, d)
     kept = L.block_sum(sh, kept)
     wsum = L.block_sum(sh, wsum)
+    first = L.block_min(sh, first)
     if cuda.threadIdx.x == 0:
         buf[L.DENOM_OFF + b] = d
         buf[L.KEPT_OFF + b] = kept
         buf[L.WSUM_OFF + b] = wsum
+        buf[L.FIRST_OFF + b] = first
 
 
 # One block: adds the pre-pass partials in a fixed order and leaves the mean's divisor D and W
-# on the device.
+# on the device; with a label check, writes the first bad label into ``record`` (device-visible
+# host memory: the value first, then, after a system fence, the index the host polls).
 @cuda.jit
-def _weight_sums_finish_kernel(buf, nparts):
+def _prepass_finish_kernel(buf, nparts, record, labels):
     sh = cuda.shared.array(SHARED, float64)
+    n = labels.shape[0]
     d = 0.0
     kept = 0.0
     wsum = 0.0
+    first = float64(n)
     for k in range(cuda.threadIdx.x, nparts, cuda.blockDim.x):
         d += buf[L.DENOM_OFF + k]
         kept += buf[L.KEPT_OFF + k]
         wsum += buf[L.WSUM_OFF + k]
+        first = min(first, buf[L.FIRST_OFF + k])
     d = L.block_sum(sh, d)
     kept = L.block_sum(sh, kept)
     wsum = L.block_sum(sh, wsum)
+    first = L.block_min(sh, first)
     if cuda.threadIdx.x == 0:
         # All rows ignored: 0 (documented; PyTorch gives NaN). Zero total weight: 0/0 = NaN.
         if kept == 0.0:
@@ -99,6 +113,13 @@ def _weight_sums_finish_kernel(buf, nparts):
         else:
             buf[L.DIVISOR] = math.nan
         buf[L.WTOTAL] = wsum
+        # For the main kernel, in device memory: its blocks read this, not the host's record.
+        buf[L.BAD_LABEL] = 1.0 if first < n else 0.0
+        if record.shape[0] != 0:
+            i = int64(first)
+            record[1] = int64(labels[i]) if i < n else 0
+            cuda.threadfence_system()
+            record[0] = i if i < n else -1
 
 
 @cuda.jit(device=True)
@@ -192,7 +213,7 @@ def _make_kernel(block, max_registers=None):
 
     @jit
     def kernel(grad, loss, pred, buf, logits, labels, weight, ignore_index, eps, grad_scale,
-               reduction, group, bad):
+               reduction, group, checked):
         sh_v = cuda.shared.array(block, float64)  # argmax candidate value (the row max)
         sh_j = cuda.shared.array(block, int64)  # argmax candidate column
         sh_s = cuda.shared.array(block, float64)  # sum_c exp(x_c - m); at the end, loss partials
@@ -212,10 +233,10 @@ def _make_kernel(block, max_registers=None):
             w_total = buf[L.WTOTAL] if weighted else float64(c)
         row_stride = int64(cuda.gridDim.x) * rows_per_block
         span = U * group
-        if bad.shape[0] != 0 and bad[0] >= 0:
-            # A label is out of range (check_labels; the API raises later). Loss and gradient
-            # become NaN, so that nothing downstream (a guarded step) takes them for numbers,
-            # and pred -1. The whole block returns here, before any barrier.
+        if checked and buf[L.BAD_LABEL] != 0.0:
+            # A label is out of range (the pre-pass's check; the API raises later). Loss and
+            # gradient become NaN, so that nothing downstream (a guarded step) takes them for
+            # numbers, and pred -1. The whole block returns here, before any barrier.
             first = int64(cuda.blockIdx.x) * cuda.blockDim.x + tid
             stride = int64(cuda.gridDim.x) * cuda.blockDim.x
             for k in range(first, n * c, stride):
@@ -381,7 +402,7 @@ _NO_RECORD = []
 
 
 def _no_record():
-    """An empty record: no label check to honour."""
+    """An empty record: no label check."""
     if not _NO_RECORD:
         _NO_RECORD.append(cuda.device_array(0, dtype=np.int64))
     return _NO_RECORD[0]
@@ -407,7 +428,7 @@ def _geometry(c):
 
 
 def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index,
-                          label_smoothing, grad_scale, reduction, bad=None, stream=0):
+                          label_smoothing, grad_scale, reduction, check=None, stream=0):
     """Softmax cross-entropy over rows, with its gradient, on the GPU (launches without sync).
 
     Parameters
@@ -421,7 +442,8 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         Row argmax (first NaN, else first maximum) when it has N entries; skipped when empty.
     logits : (N, C) float32 or float64 device array, read
     labels : (N,) int32 or int64 device array, read
-        Class indices in [0, C) or ``ignore_index`` (the API checks the range first).
+        Class indices in [0, C) or ``ignore_index`` (checked with ``check``; without it, the
+        caller's promise).
     weight : (C,) or (0,) device array, same dtype as logits, read
         Class weights; empty means unweighted.
     ignore_index : int
@@ -429,10 +451,11 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     grad_scale : float
     reduction : int
         ``NONE`` (0), ``SUM`` (1) or ``MEAN`` (2).
-    bad : (2,) int64 device-visible array, optional
-        The ``record`` of a ``check_labels`` queued before this call: if it names a bad label,
-        the loss and the gradient are NaN and ``pred`` is -1. (The CPU kernel has no such
-        argument: there the API checks the labels before calling it.)
+    check : (2,) int64 device-visible array (e.g. mapped host memory), optional, written
+        Check the labels on the device, in the pre-pass, and write what ``check_labels``
+        would: ``[i, labels[i]]`` for the first bad label, else ``[-1, 0]``, ``check[0]``
+        last. If a label is bad, the loss and the gradient are NaN and ``pred`` is -1. (The
+        CPU kernel has no such argument: there the API checks the labels before calling it.)
     stream : numba stream or 0
     """
     grad, loss, pred, logits, labels, weight = map(
@@ -444,12 +467,13 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     buf = L.scratch(stream)
     need_denom = reduction == MEAN
     need_wsum = weight.shape[0] != 0 and eps != 0.0
-    if need_denom or need_wsum:
-        work = max(n if need_denom else 0, c if need_wsum else 0)
+    record = _no_record() if check is None else L.as_device(check)
+    if need_denom or need_wsum or check is not None:
+        work = max(n if need_denom or check is not None else 0, c if need_wsum else 0)
         blocks = L.grid(work, L.THREADS)
-        _weight_sums_kernel[blocks, L.THREADS, stream](buf, labels, weight, ignore_index,
-                                                       need_denom, need_wsum)
-        _weight_sums_finish_kernel[1, L.THREADS, stream](buf, blocks)
+        _prepass_kernel[blocks, L.THREADS, stream](buf, labels, weight, ignore_index, c,
+                                                   need_denom, need_wsum, check is not None)
+        _prepass_finish_kernel[1, L.THREADS, stream](buf, blocks, record, labels)
     block, group = _geometry(c)
     key = (block, MAX_REGISTERS)
     kernel = _KERNELS.get(key)
@@ -457,7 +481,6 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         kernel = _KERNELS[key] = _make_kernel(block, MAX_REGISTERS)
     blocks = L.grid(n, block // group)
     kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight, ignore_index,
-                                  eps, float(grad_scale), reduction, group,
-                                  _no_record() if bad is None else L.as_device(bad))
+                                  eps, float(grad_scale), reduction, group, check is not None)
     if reduction != NONE:
         L.sum_partials(loss, buf, blocks, 1.0, stream, use_divisor=reduction == MEAN)

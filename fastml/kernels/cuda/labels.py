@@ -1,9 +1,10 @@
 """Label range check on the GPU, without a host round trip.
 
-``check_labels`` writes its answer into ``record``: device-visible host memory that the API layer
-reads later (``fastml._device_errors``), so the host never waits for the check, and that the
-cross-entropy launch queued after it reads (``bad=record``) to write nothing the caller passed
-in when a label is bad.
+``check_labels`` writes its answer into ``record``: device-visible host memory that the caller
+reads later (``fastml._device_errors``), so the host never waits for the check. It is the twin
+of the CPU kernel, for code that checks labels before its own kernels; ``cross_entropy_fwd_bwd``
+does the same check inside its pre-pass (``check=record``), in 2 launches where this takes 3
+plus its own.
 """
 
 from numba import cuda, int64
