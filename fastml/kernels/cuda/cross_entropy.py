@@ -137,11 +137,12 @@ def _better(v, j, best_v, best_j):
     return v > best_v or (v == best_v and j < best_j)
 
 
-#: Columns a thread loads before it uses any of them (the unrolled loop bodies and ``_loads``
-#: are written for 4). A loop that loads one logit and then works on it keeps one load in flight
-#: per thread: with 16 resident warps per SM (104 registers per thread, ptxas for sm_90) that is
-#: ~2 KB per SM against the ~15-20 KB an H100 needs in flight to reach its bandwidth (bytes/s
-#: times latency), and the kernel ran at 7-12x its floor on an H200 (bench/NOTES.md).
+#: Columns a thread loads in pass 2 before it uses any of them (pass 1 loads 2U; the unrolled
+#: loop bodies and ``_loads`` are written for 4). A loop that loads one logit and then works on
+#: it keeps one load in flight per thread: with 16 resident warps per SM (two 256-thread blocks
+#: at 104-116 registers per thread, ptxas for sm_90) that is ~2 KB per SM against the ~15-20 KB
+#: an H100 needs in flight to reach its bandwidth (bytes/s times latency); the kernel that did
+#: so ran at 7-12x its floor on an H200 (bench/NOTES.md).
 U = 4
 
 
@@ -184,7 +185,7 @@ def _smooth_term(v, j, m64, weight, weighted):
 
 @cuda.jit(device=True)
 def _grad_term(v, j, m, a, b, gy, y, eps, weight, weighted, div, c, grad_scale):
-    """The gradient of one logit v = x_j (pass 3)."""
+    """The gradient of one logit v = x_j (pass 2)."""
     gj = math.exp(v - m) * a
     if eps != 0.0:
         # Weighted: w_j / D first, as on the CPU (eps / (C D) overflows for a subnormal D where
