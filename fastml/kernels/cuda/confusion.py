@@ -13,7 +13,8 @@ unless every label is valid. Three launches on one stream, no host synchronizati
    was bad, and writes ``status``.
 
 Counts (no weights): each block counts into a shared-memory table of k*k int32 cells with
-shared atomics (native for 32 bits; 64-bit ones are a compare-and-swap loop), then adds its
+shared atomics (a 64-bit one compiles, for sm_90, to 8 more instructions than a 32-bit one: as
+many as a float add, which is a compare-and-swap loop there), then adds its
 non-zero cells into one global int64 batch table with global atomics. A thread loads the labels
 of four samples before it counts any. Integer addition is associative, so the counts are exact
 and the same on every run. The labels present are the rows and columns of the batch table with
@@ -219,10 +220,10 @@ def _make_kernels(pred_at):
 
     @cuda.jit
     def counts_shared(batch, ctl, y_true, y_pred, threshold, k):
-        # int32 cells: shared-memory atomics on 64-bit integers are not native instructions
-        # (a compare-and-swap loop, slow under the contention of a few hot cells such as a
-        # good classifier's diagonal). The launcher only picks this kernel when no block can
-        # count 2**31 samples.
+        # int32 cells: a 32-bit shared atomic add is one instruction; a 64-bit one looks like
+        # a compare-and-swap loop (see the module docstring), slow when a few cells are hot,
+        # as a good classifier's diagonal is. The launcher only picks this kernel when no
+        # block can count 2**31 samples.
         table = cuda.shared.array(SHARED_CELLS, int32)
         t = cuda.threadIdx.x
         cells = k * k
@@ -347,8 +348,10 @@ def _launch(form, cm, seen, status, y_true, y_pred, weight, threshold, stream):
     if weight.shape[0] == 0:
         batch = _buffer("batch", cells, np.int64, stream)
         _init_kernel[L.grid(cells, L.THREADS), L.THREADS, stream](ctl, batch, batch[:0], n)
-        # The shared table's int32 cells hold a block's share of n (about n / blocks samples).
-        fits = -(-n // (blocks * L.THREADS)) * L.THREADS < 2**31
+        # The shared table's int32 cells hold at most a block's share of n: whole tiles of
+        # four samples per thread, one per grid-stride step.
+        tile = 4 * L.THREADS
+        fits = -(-n // (blocks * tile)) * tile < 2**31
         kernel = counts_shared if shared and fits else counts_global
         kernel[blocks, L.THREADS, stream](batch, ctl, y_true, y_pred, threshold, k)
         _finish_counts_kernel[finish_blocks, L.THREADS, stream](cm, seen, status, batch, ctl, n)
