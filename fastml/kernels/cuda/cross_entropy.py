@@ -117,9 +117,14 @@ def _prepass_finish_kernel(buf, nparts, record, labels):
         buf[L.BAD_LABEL] = 1.0 if first < n else 0.0
         if record.shape[0] != 0:
             i = int64(first)
-            record[1] = int64(labels[i]) if i < n else 0
-            cuda.threadfence_system()
-            record[0] = i if i < n else -1
+            if i < n:  # labels[i] is read only for a real index
+                record[1] = int64(labels[i])
+                cuda.threadfence_system()
+                record[0] = i
+            else:
+                record[1] = 0
+                cuda.threadfence_system()
+                record[0] = -1
 
 
 @cuda.jit(device=True)
