@@ -43,17 +43,11 @@ def _torch_empty(torch, device, shape, dtype, stream):
 
     from .kernels.cuda._launch import stream_key
 
-    t = torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)](torch), device=device)
+    # float32, float64 and int64 carry the same names in PyTorch.
+    t = torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name), device=device)
     handle = stream_key(stream)
     if handle != torch.cuda.current_stream(device).cuda_stream:
         writer = (torch.cuda.default_stream(device) if handle == 0
                   else torch.cuda.ExternalStream(handle, device=device))
         t.record_stream(writer)
     return nb_cuda.as_cuda_array(t, sync=False), t
-
-
-_TORCH_DTYPES = {
-    np.dtype(np.float32): lambda torch: torch.float32,
-    np.dtype(np.float64): lambda torch: torch.float64,
-    np.dtype(np.int64): lambda torch: torch.int64,
-}

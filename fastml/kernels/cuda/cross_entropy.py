@@ -182,6 +182,21 @@ def _visit(v, j, best_v, best_j, s):
 
 
 @cuda.jit(device=True)
+def _group_sum(sh, tid, lane, group, value):
+    """Sum of ``value`` over the ``group`` threads that own a row (a shared-memory tree of
+    fixed shape), returned to each of them. Every thread of the block must call it."""
+    sh[tid] = value
+    cuda.syncthreads()
+    step = group // 2
+    while step > 0:
+        if lane < step:
+            sh[tid] += sh[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    return sh[tid - lane]
+
+
+@cuda.jit(device=True)
 def _smooth_term(v, j, m64, weight, weighted):
     """w_j (m - x_j) in float64: the smoothing sum's term (>= 0, no cancellation)."""
     d = m64 - float64(v)
@@ -321,15 +336,7 @@ def _make_kernel(block, max_registers=None):
             part = 0.0
             if best_j >= 0 and best_v != -math.inf:
                 part = s * math.exp(float64(best_v) - float64(m))
-            sh_s[tid] = part
-            cuda.syncthreads()
-            step = group // 2
-            while step > 0:
-                if lane < step:
-                    sh_s[tid] += sh_s[tid + step]
-                cuda.syncthreads()
-                step //= 2
-            s = sh_s[lead]
+            s = _group_sum(sh_s, tid, lane, group, part)
             if not float64(m) - float64(m) == 0.0:
                 # A NaN, +inf or all -inf row: x - m is NaN somewhere, and every output of the
                 # row is NaN, as on the CPU.
@@ -373,15 +380,7 @@ def _make_kernel(block, max_registers=None):
                     for j in range(lane, c, group):
                         g[j] = dt(0.0)
             if eps != 0.0:  # the same for every thread, so all of them reach the barriers
-                sh_w[tid] = smooth
-                cuda.syncthreads()
-                step = group // 2
-                while step > 0:
-                    if lane < step:
-                        sh_w[tid] += sh_w[tid + step]
-                    cuda.syncthreads()
-                    step //= 2
-                smooth = sh_w[lead]
+                smooth = _group_sum(sh_w, tid, lane, group, smooth)
             if active and lane == 0:
                 if want_pred:
                     pred[row] = best
