@@ -460,6 +460,40 @@ def test_global_norm_of_many_chunks_is_accurate():
                  rtol=sum_tol(np.float64, n), name="global_norm")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale, clip_value", [(1.0, math.inf), (4.0, math.inf), (1.0, 0.5)])
+@pytest.mark.parametrize("n", [1, 3, 4, 7, CHUNK - 1, CHUNK + 6, 2 * CHUNK + 3])
+def test_guard_pass_reads_every_element(dtype, scale, clip_value, n):
+    """The guard pass reads each chunk as four interleaved quarters and a tail: its sum counts
+    every element once, and a NaN/Inf at any quarter's edge or in the tail is seen, in each of
+    its loops (float32 plain, unscaled, clamped; float64)."""
+    from fastml.kernels import cpu
+    from fastml.kernels.step_plan import NONFINITE, SCALE, SUMSQ
+
+    rng = np.random.default_rng(n)
+    g = rng.standard_normal(n).astype(dtype)
+    ctl = np.zeros(16)
+    ctl[SCALE] = scale
+    red = np.zeros(2)
+    cpu.grad_stats(red, g, ctl, clip_value)
+    want = np.sum(np.clip(g.astype(np.float64) / scale, -clip_value, clip_value) ** 2)
+    assert red[NONFINITE] == 0
+    assert_close(red[SUMSQ], want, rtol=1e-13, name="sum of squares")
+    edges = set()
+    for start in range(0, n, CHUNK):
+        length = min(CHUNK, n - start)
+        q = length // 4
+        edges |= {start + k * q + d for k in range(5) for d in (-1, 0)}
+        edges.add(start + length - 1)
+    for at in sorted(e for e in edges if 0 <= e < n):
+        for bad in BAD:
+            h = g.copy()
+            h[at] = bad
+            red = np.zeros(2)
+            cpu.grad_stats(red, h, ctl, clip_value)
+            assert red[NONFINITE] >= 1, (at, bad)
+
+
 def test_global_norm_accepts_one_array_and_a_flat_buffer():
     p = fastml.FlatParams({"w": (7, 5), "b": (5,)}, dtype=np.float64)
     p.grad["w"][...] = 1.0

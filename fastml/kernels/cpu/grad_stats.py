@@ -11,8 +11,70 @@ import numpy as np
 from numba import prange
 
 from ..step_plan import NONFINITE, SCALE, SUMSQ
-from ._jit import CHUNK, parallel
+from ._jit import CHUNK, inline, parallel
 from ._math import maximum
+
+# Every loop below reads its chunk as four interleaved streams, a quarter of the chunk each, with
+# one accumulator per stream. With one stream per thread a read-only pass over 10M float32 ran
+# at ~25 GB/s on the 2-core CI machine; with four, ~33 GB/s, as fast as Adam's 7 streams
+# (bench/NOTES.md). The four sums are added in a fixed order, so results still do not depend on
+# the thread count.
+
+
+@inline
+def _sum_squares(x):
+    """float64 sum of ``x**2``."""
+    q = x.shape[0] // 4
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(q):
+        y0 = np.float64(x[i])
+        y1 = np.float64(x[i + q])
+        y2 = np.float64(x[i + 2 * q])
+        y3 = np.float64(x[i + 3 * q])
+        s0 += y0 * y0
+        s1 += y1 * y1
+        s2 += y2 * y2
+        s3 += y3 * y3
+    for i in range(4 * q, x.shape[0]):
+        y = np.float64(x[i])
+        s0 += y * y
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline
+def _sum_clamped_squares(x, unscale, lo, hi):
+    """float64 sum of ``clamp(x * unscale, lo, hi)**2``."""
+    q = x.shape[0] // 4
+    s0 = s1 = s2 = s3 = 0.0
+    for i in range(q):
+        y0 = np.float64(min(max(x[i] * unscale, lo), hi))
+        y1 = np.float64(min(max(x[i + q] * unscale, lo), hi))
+        y2 = np.float64(min(max(x[i + 2 * q] * unscale, lo), hi))
+        y3 = np.float64(min(max(x[i + 3 * q] * unscale, lo), hi))
+        s0 += y0 * y0
+        s1 += y1 * y1
+        s2 += y2 * y2
+        s3 += y3 * y3
+    for i in range(4 * q, x.shape[0]):
+        y = np.float64(min(max(x[i] * unscale, lo), hi))
+        s0 += y * y
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline
+def _largest_abs(x):
+    """The largest ``|x|`` with the NaN-propagating ``maximum``: NaN or Inf exactly when ``x``
+    holds one."""
+    q = x.shape[0] // 4
+    b0 = b1 = b2 = b3 = x.dtype.type(0.0)
+    for i in range(q):
+        b0 = maximum(b0, abs(x[i]))
+        b1 = maximum(b1, abs(x[i + q]))
+        b2 = maximum(b2, abs(x[i + 2 * q]))
+        b3 = maximum(b3, abs(x[i + 3 * q]))
+    for i in range(4 * q, x.shape[0]):
+        b0 = maximum(b0, abs(x[i]))
+    return maximum(maximum(b0, b1), maximum(b2, b3))
 
 
 @parallel
@@ -30,10 +92,9 @@ def grad_stats(red, g, ctl, clip_value):
 
     float32 without unscale or clamp (the common case) takes one loop: the float64 sum of
     squares, finite exactly when every entry is. Otherwise two loops per chunk: the largest
-    ``|g|`` with the NaN-propagating ``maximum`` (NaN or Inf exactly when the chunk holds one;
-    8 lanes in float32), then the float64 sum of squares. Fused, the float64 sum holds the
-    finiteness test to 4 lanes (0.33 ns/element on one thread against 0.16-0.22 split); split,
-    the second loop re-reads the chunk from L2 and adds ~0.6 ms over 10M (bench/NOTES.md).
+    ``|g|`` (8 lanes in float32), then the float64 sum of squares, which re-reads the chunk from
+    L2. Fused, the float64 sum held the finiteness test to 4 lanes (0.33 ns/element on one
+    thread against 0.16-0.22 split; bench/NOTES.md).
     """
     n = g.shape[0]
     dt = g.dtype.type
@@ -50,26 +111,16 @@ def grad_stats(red, g, ctl, clip_value):
     for c in prange(nchunks):
         # A slice indexed from 0: with range(lo, hi) numba keeps its negative-index wraparound.
         x = g[c * CHUNK:min(n, (c + 1) * CHUNK)]
-        s = 0.0
         if one_pass:
-            for i in range(x.shape[0]):
-                y = np.float64(x[i])
-                s += y * y
+            s = _sum_squares(x)
             sums[c] = s
             bad[c] = 0.0 if s < np.inf else 1.0  # NaN compares false
             continue
-        big = dt(0.0)
-        for i in range(x.shape[0]):
-            big = maximum(big, abs(x[i]))
+        big = _largest_abs(x)
         if plain:
-            for i in range(x.shape[0]):
-                y = np.float64(x[i])
-                s += y * y
+            sums[c] = _sum_squares(x)
         else:
-            for i in range(x.shape[0]):
-                y = np.float64(min(max(x[i] * unscale, lo), hi))
-                s += y * y
-        sums[c] = s
+            sums[c] = _sum_clamped_squares(x, unscale, lo, hi)
         bad[c] = 0.0 if big < np.inf else 1.0  # NaN compares false
     s = 0.0
     b = 0.0
