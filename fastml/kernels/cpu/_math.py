@@ -76,8 +76,9 @@ _X_MIN = np.float32(-87.33654475)  # ln(FLT_MIN): below, the result is flushed t
 
 
 @inline
-def _exp32_reduced(xc):
-    """``exp(xc)`` for a float32 ``xc`` already clamped to ``[_X_MIN, _X_MAX]``."""
+def _exp32_scaled(xc, shift):
+    """``exp(xc) 2^shift`` for a float32 ``xc`` and an int32 ``shift`` with ``xc + shift ln 2``
+    in ``[_X_MIN, _X_MAX]``: the result's exponent stays normal."""
     k = np.floor(xc * _LOG2E + np.float32(0.5))
     r = xc - k * _LN2_HI - k * _LN2_LO
     p = np.float32(1.9875691500e-4)
@@ -90,7 +91,13 @@ def _exp32_reduced(xc):
     # Multiply by 2^k by adding k to the exponent field: an integer add, so no reassociation
     # can fold it into an overflowing 2^k product. Within [_X_MIN, _X_MAX] the sum stays a normal
     # exponent. numba widens int32 arithmetic to int64: narrow back before reinterpreting.
-    return _bits_float32(np.int32(_float32_bits(p) + (np.int32(k) << 23)))
+    return _bits_float32(np.int32(_float32_bits(p) + ((np.int32(k) + shift) << 23)))
+
+
+@inline
+def _exp32_reduced(xc):
+    """``exp(xc)`` for a float32 ``xc`` already clamped to ``[_X_MIN, _X_MAX]``."""
+    return _exp32_scaled(xc, np.int32(0))
 
 
 @inline
@@ -109,7 +116,8 @@ def exp32_nonpos(x):
     return select(x < _X_MIN, np.float32(0.0), _exp32_reduced(max(x, _X_MIN)))
 
 
-_SUB_SHIFT = np.float32(32.0 * 0.6931471805599453)  # 32 ln 2
+_SUB_BELOW = np.float32(-80.0)  # below: the scaled path (its 2^-32 is exact down to FLT_MIN)
+_SUB_FLOOR = np.float32(-104.0)  # below ln(2^-150): exp rounds to 0
 _SUB_SCALE = np.float32(2.0**-32)
 
 
@@ -117,36 +125,53 @@ _SUB_SCALE = np.float32(2.0**-32)
 def exp32_nonpos_sub(x):
     """``exp(x)`` for a float32 ``x`` in ``[-inf, 0]`` or NaN, subnormal results included.
 
-    Below ``_X_MIN`` it computes ``exp(x + 32 ln 2) 2^-32``: one rounding into the subnormal
-    range instead of a flush to 0 (absolute error under 2e-45 there). A BCE needs them: its loss
-    at a confident right logit is ``pos_weight exp(-|x|)``, which a weight can lift back above
-    FLT_MIN. NaN stays NaN.
+    Below -80 it computes ``exp(x) 2^32`` (32 added to the result's exponent, a normal number)
+    and multiplies by ``2^-32``: exact while the result is normal, one rounding into the
+    subnormals below FLT_MIN, instead of a flush to 0. The argument reduction sees ``x`` itself,
+    so the relative error before that rounding is the exp's own (a few ulp this far out).
+    Measured on every float32 in [-87.4, ln FLT_MIN] and 2e5 points below: at most 2.8
+    subnormal steps (3.9e-45) from float64 ``exp``, the most near FLT_MIN. (Shifting the
+    argument instead, ``exp(x + 32 ln 2)``, rounded ``x + 32 ln 2`` in float32 and was 22 steps
+    off there.) A BCE needs these results: its loss at a confident right logit is
+    ``pos_weight exp(-|x|)``, which a weight can lift back above FLT_MIN. NaN
+    stays NaN.
     """
-    small = x < _X_MIN
-    y = _exp32_reduced(max(select(small, x + _SUB_SHIFT, x), _X_MIN))
+    small = x < _SUB_BELOW
+    y = _exp32_scaled(max(x, _SUB_FLOOR), select(small, np.int32(32), np.int32(0)))
     y = select(small, y * _SUB_SCALE, y)
     return select(x != x, x, y)
+
+
+# log1p(e) / e = 1 + e Q(e) on [0, 1]: Q of degree 8, fitted to the relative error of
+# log1p(e) / e (iteratively reweighted least squares on Chebyshev nodes; largest relative error
+# of the float64 fit 3.3e-8). Leading coefficient first.
+_LOG1P_Q = (np.float32(0.0053647528402507305), np.float32(-0.030065514147281647),
+            np.float32(0.07920409739017487), np.float32(-0.1375376582145691),
+            np.float32(0.19153638184070587), np.float32(-0.24857158958911896),
+            np.float32(0.333213210105896), np.float32(-0.49999648332595825))
+_Q8, _Q7, _Q6, _Q5, _Q4, _Q3, _Q2, _Q1 = _LOG1P_Q
 
 
 @inline
 def log1p32_unit(e):
     """``log1p(e)`` for a float32 ``e`` in ``[0, 1]`` (a BCE's ``exp(-|x|)``), vectorizable.
 
-    ``log(1 + e) = 2 atanh(s)`` with ``s = e / (2 + e)`` in ``[0, 1/3]``: the odd series
-    ``2 s (1 + z/3 + z^2/5 + ... + z^7/15)``, ``z = s^2 <= 1/9``, whose first dropped term is
-    under ``(1/9)^8 / 17 < 2e-9`` relative. No cancellation: ``s`` comes from ``e`` directly, so
-    a tiny ``e`` keeps its digits. NaN stays NaN.
+    ``e (1 + e Q(e))`` with a degree-8 polynomial ``Q``: nine multiply-adds and no division.
+    Measured over every float32 in [0, 1] on a grid of 4e5 points and 4e4 geometric points
+    down to 1e-45, against float64 ``log1p``: at most 1.50 ulp, 0.32 on average (the
+    ``atanh`` series it replaced, with its division ``e / (2 + e)``: 2.60 and 0.51, and 20%
+    slower in a BCE). The product form keeps a tiny ``e``'s digits: ``log1p(e)`` rounds to ``e``
+    there. NaN stays NaN.
     """
-    s = e / (np.float32(2.0) + e)
-    z = s * s
-    p = np.float32(1.0 / 15.0)
-    p = p * z + np.float32(1.0 / 13.0)
-    p = p * z + np.float32(1.0 / 11.0)
-    p = p * z + np.float32(1.0 / 9.0)
-    p = p * z + np.float32(1.0 / 7.0)
-    p = p * z + np.float32(1.0 / 5.0)
-    p = p * z + np.float32(1.0 / 3.0)
-    return (s + s) * (np.float32(1.0) + z * p)
+    p = _Q8
+    p = p * e + _Q7
+    p = p * e + _Q6
+    p = p * e + _Q5
+    p = p * e + _Q4
+    p = p * e + _Q3
+    p = p * e + _Q2
+    p = p * e + _Q1
+    return e + e * (e * p)
 
 
 def _float32_or_libm(name, float32_fn, libm_fn, doc):
