@@ -6,15 +6,17 @@ reduction ``x = k ln2 + r`` with ``|r| <= ln2/2``, a degree-6 polynomial for ``e
 ``expf`` coefficients), and ``2^k`` added to the exponent bits. Compiled with the kernels'
 ``reassoc`` flag, LLVM folds the two-part ``k ln2`` back into one product (measured: at most
 1.1 ulp for ``|x| <= 10``, 4.5 ulp near ``|x| = 87``; 1.0 ulp without the flag). Keeping the
-split would take an explicit ``llvm.fma`` and cost 14% of the exp's time. The only caller, the
-softmax, exponentiates ``x - max <= 0``, where the larger errors sit on terms below ``e^-30``
-next to a denominator >= 1, so the fold stays. Results below FLT_MIN (``x < -87.34``) are
+split would take an explicit ``llvm.fma`` and cost 14% of the exp's time. The softmax
+exponentiates ``x - max <= 0``, where the larger errors sit on terms below ``e^-30`` next to a
+denominator >= 1, so the fold stays. Results below FLT_MIN (``x < -87.34``) are
 flushed to 0: an absolute error under 1.2e-38, invisible next to a softmax denominator >= 1.
 ``fast_exp`` picks ``exp32`` for float32 and libm's correctly rounded ``exp`` for float64, where
 accuracy matters more than speed.
 
 ``exp32_nonpos`` / ``fast_exp_nonpos`` are the same function for arguments in ``[-inf, 0]`` only
 (a softmax's ``x - max``): no overflow or NaN to handle, so fewer instructions per element.
+``exp32_nonpos_sub`` keeps subnormal results and NaN, and ``log1p32_unit`` is a division-free
+``log1p`` on ``[0, 1]``: the two halves of a BCE's ``log1p(exp(-|x|))``.
 
 ``maximum`` is IEEE 754-2019 ``maximum`` (NaN if either argument is NaN, +0 above -0) through
 LLVM's ``llvm.maximum`` intrinsic. A row max written as ``m = max(m, x[j])`` compiles to a
