@@ -35,7 +35,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from ._jit import inline
+from ._jit import serial
 
 
 def _bitcast(src, dst):
@@ -77,7 +77,7 @@ _X_MAX = np.float32(88.72283935546875)  # ln(FLT_MAX): above, exp overflows to i
 _X_MIN = np.float32(-87.33654475)  # ln(FLT_MIN): below, the result is flushed to 0
 
 
-@inline
+@serial
 def _exp32_scaled(xc, shift):
     """``exp(xc) 2^shift`` for a float32 ``xc`` and an int32 ``shift`` with ``xc + shift ln 2``
     in ``[_X_MIN, _X_MAX]``: the result's exponent stays normal."""
@@ -96,13 +96,13 @@ def _exp32_scaled(xc, shift):
     return _bits_float32(np.int32(_float32_bits(p) + ((np.int32(k) + shift) << 23)))
 
 
-@inline
+@serial
 def _exp32_reduced(xc):
     """``exp(xc)`` for a float32 ``xc`` already clamped to ``[_X_MIN, _X_MAX]``."""
     return _exp32_scaled(xc, np.int32(0))
 
 
-@inline
+@serial
 def exp32(x):
     """``exp(x)`` for a float32 ``x``; NaN stays NaN, -inf gives 0, +inf gives inf."""
     # The clamp keeps the int conversion in _exp32_reduced defined for any x.
@@ -112,7 +112,7 @@ def exp32(x):
     return x if x != x else y
 
 
-@inline
+@serial
 def exp32_nonpos(x):
     """``exp(x)`` for a float32 ``x`` in ``[-inf, 0]`` (not NaN); -inf gives 0."""
     return select(x < _X_MIN, np.float32(0.0), _exp32_reduced(max(x, _X_MIN)))
@@ -123,7 +123,7 @@ _SUB_FLOOR = np.float32(-104.0)  # below ln(2^-150): exp rounds to 0
 _SUB_SCALE = np.float32(2.0**-32)
 
 
-@inline
+@serial
 def exp32_nonpos_sub(x):
     """``exp(x)`` for a float32 ``x`` in ``[-inf, 0]`` or NaN, subnormal results included.
 
@@ -154,7 +154,7 @@ _LOG1P_Q = (np.float32(0.0053647528402507305), np.float32(-0.030065514147281647)
 _Q8, _Q7, _Q6, _Q5, _Q4, _Q3, _Q2, _Q1 = _LOG1P_Q
 
 
-@inline
+@serial
 def log1p32_unit(e):
     """``log1p(e)`` for a float32 ``e`` in ``[0, 1]`` (a BCE's ``exp(-|x|)``), vectorizable.
 

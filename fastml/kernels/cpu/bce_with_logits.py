@@ -16,13 +16,13 @@ three libm calls and two integer divisions per element, 46-55x the memory floor.
 import numpy as np
 from numba import prange
 
-from ._jit import CHUNK, inline, parallel
+from ._jit import CHUNK, inline, parallel, serial
 from ._math import fast_exp_nonpos_sub, fast_log1p_unit, select
 
 SUM_BLOCK = 512  # losses per float64 summing pass (2 KB in float32: stays in L1)
 
 
-@inline
+@serial
 def _element(x, t, w, pw, one, zero):
     """(loss, dloss/dx) of one element, in the input dtype (``one``/``zero`` carry it: a Python
     1.0 would make float32 arithmetic float64). One exp, ``e = exp(-|x|)`` in [0, 1], serves

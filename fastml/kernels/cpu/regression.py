@@ -17,9 +17,10 @@ MSE, L1, HUBER = 0, 1, 2
 # the width; the constant comes in as an argument of the right type instead.
 
 
-@inline
+@serial
 def _element(kind, d, delta, half):
-    """``kind`` is a literal in every compiled kernel, so LLVM keeps one of the branches."""
+    """``kind`` is a constant at every call: LLVM inlines this function into the kernel's loop
+    and keeps one of the branches."""
     if kind == MSE:
         # l = d^2, dl/dpred = 2 d
         return d * d, d + d
