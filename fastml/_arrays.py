@@ -31,6 +31,8 @@ def on_gpu(x):
 
 def device_of(**arrays):
     """Return True if every non-None argument is on the GPU, False if all are on the CPU."""
+    if all(type(x) is np.ndarray or x is None for x in arrays.values()):
+        return False
     where = {name: on_gpu(x) for name, x in arrays.items() if x is not None}
     if len(set(where.values())) > 1:
         gpu = ", ".join(n for n, g in where.items() if g)
@@ -44,6 +46,8 @@ def device_of(**arrays):
 
 def as_array(x, name, cuda):
     """View ``x`` as a NumPy array (``cuda=False``) or a numba device array, without copying."""
+    if type(x) is np.ndarray and not cuda:
+        return x
     x = _detach(x)
     if cuda:
         from numba import cuda as nb_cuda

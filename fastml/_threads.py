@@ -46,27 +46,32 @@ def _largest(args):
     return n
 
 
-def _serial_when_small(kernel):
-    def call(*args):
-        global _ACCESS
-        if _largest(args) >= SERIAL_BELOW:
-            return kernel(*args)
-        if _ACCESS is None:
-            _ACCESS = _thread_count_access()
-        get, put = _ACCESS
-        threads = get()
-        if threads == 1:
-            return kernel(*args)
-        put(1)
-        try:
-            return kernel(*args)
-        finally:
-            put(threads)
+def call(kernel, n, *args):
+    """``kernel(*args)``, on the calling thread alone when ``n`` (elements) is small."""
+    global _ACCESS
+    if n >= SERIAL_BELOW:
+        return kernel(*args)
+    if _ACCESS is None:
+        _ACCESS = _thread_count_access()
+    get, put = _ACCESS
+    threads = get()
+    if threads == 1:
+        return kernel(*args)
+    put(1)
+    try:
+        return kernel(*args)
+    finally:
+        put(threads)
 
-    call.__name__ = getattr(kernel, "__name__", "kernel")
-    call.__doc__ = getattr(kernel, "__doc__", None)
-    call.__wrapped__ = kernel
-    return call
+
+def _serial_when_small(kernel):
+    def run(*args):
+        return call(kernel, _largest(args), *args)
+
+    run.__name__ = getattr(kernel, "__name__", "kernel")
+    run.__doc__ = getattr(kernel, "__doc__", None)
+    run.__wrapped__ = kernel
+    return run
 
 
 class SerialWhenSmall:

@@ -13,9 +13,10 @@ import operator
 import numpy as np
 
 from . import _arrays as A
-from . import _streams
+from . import _streams, _tensor_groups, _threads
 from ._dispatch import backend
 from .errors import ShapeError
+from .kernels import cpu as cpu_kernels
 from .kernels import step_plan as P
 
 
@@ -218,29 +219,40 @@ def _grad_list(grads):
     return arrays, cuda, _streams.for_arrays(grads) if cuda else 0
 
 
+def _flat_inputs(arrays, cuda):
+    """The arrays flat and C-contiguous (a copy of those that are not, on the CPU)."""
+    return [A.flat(A.contiguous_input(a, f"grads[{i}]", cuda)) for i, a in enumerate(arrays)]
+
+
 def _stats(arrays, cuda, stream):
-    kernels = backend(cuda, stream)
+    """``(norm, finite)`` of ``arrays``: on the CPU one guard pass per dtype over all of them
+    (``fastml._tensor_groups``), on the GPU one launch per array."""
     ctl = np.zeros(P.CTL_SIZE)
     ctl[P.SCALE] = 1.0
     red = np.zeros(P.RED_SIZE)
     if cuda:
+        kernels = backend(cuda, stream)
         ctl, red = _streams.to_device(ctl, stream), _streams.to_device(red, stream)
-    for a in arrays:
-        kernels.grad_stats(red, A.flat(A.contiguous_input(a, "grads", cuda)), ctl, math.inf)
-    red = _streams.to_host(red, stream) if cuda else red
+        for a in arrays:
+            kernels.grad_stats(red, a, ctl, math.inf)
+        red = _streams.to_host(red, stream)
+    else:
+        for grp, addr in _tensor_groups.each_group(arrays):
+            _threads.call(cpu_kernels.grad_stats_tensors, grp.size, red, grp.chunks, addr, ctl,
+                          math.inf, grp.like)
     return math.sqrt(red[P.SUMSQ]), red[P.NONFINITE] == 0
 
 
 def global_norm(grads):
     """Global L2 norm over all gradients (float64 accumulation); NaN/Inf if any entry is."""
     arrays, cuda, stream = _grad_list(grads)
-    return _stats(arrays, cuda, stream)[0]
+    return _stats(_flat_inputs(arrays, cuda), cuda, stream)[0]
 
 
 def all_finite(grads):
     """True if no gradient entry is NaN or Inf."""
     arrays, cuda, stream = _grad_list(grads)
-    return bool(_stats(arrays, cuda, stream)[1])
+    return bool(_stats(_flat_inputs(arrays, cuda), cuda, stream)[1])
 
 
 def clip_grad_norm(grads, max_norm):
@@ -252,10 +264,18 @@ def clip_grad_norm(grads, max_norm):
     for i, a in enumerate(arrays):
         if not (a.flags["C_CONTIGUOUS"] if isinstance(a, np.ndarray) else a.is_c_contiguous()):
             raise ShapeError(f"grads[{i}] must be C-contiguous to be clipped in place")
+        if isinstance(a, np.ndarray) and not a.flags.writeable:
+            raise ShapeError(f"grads[{i}] must be writeable to be clipped in place; got a "
+                             "read-only array")
+    arrays = [A.flat(a) for a in arrays]
     norm, _ = _stats(arrays, cuda, stream)
     coef = min(1.0, max_norm / (norm + P.CLIP_EPS)) if not math.isnan(norm) else math.nan
-    if coef != 1.0:
+    if coef != 1.0 and cuda:
         kernels = backend(cuda, stream)
         for a in arrays:
-            kernels.scale_inplace(A.flat(a), coef)
+            kernels.scale_inplace(a, coef)
+    elif coef != 1.0:
+        for grp, addr in _tensor_groups.each_group(arrays):
+            _threads.call(cpu_kernels.scale_inplace_tensors, grp.size, grp.chunks, addr, coef,
+                          grp.like)
     return norm

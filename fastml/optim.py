@@ -2,9 +2,13 @@
 
 Each step is: (guarded only) one read of the gradients for their norm and finiteness, the step
 plan (scalar work, once per step: skip or apply, clip factor, loss scale, step counter, learning
-rate, bias corrections), and one update pass per parameter array that reads p, g and the state
-once and writes p and the state once. The update rules are PyTorch's, to the letter. On the GPU
-all three run on the device and the host never waits for them.
+rate, bias corrections), and one update pass that reads p, g and the state once and writes p and
+the state once. The update rules are PyTorch's, to the letter. On the GPU all three run on the
+device and the host never waits for them.
+
+On the CPU a list of parameter arrays is updated by one kernel call per dtype (the ``*_tensors``
+kernels, ``fastml._tensor_groups``), whose state buffers are flat, array after array
+(``opt.state[name][i]`` are views into them); on the GPU, by one launch per array.
 """
 
 import bisect
@@ -13,11 +17,12 @@ import math
 import numpy as np
 
 from . import _arrays as A
-from . import _device_errors, _streams
+from . import _device_errors, _streams, _tensor_groups, _threads
 from ._dispatch import backend
 from ._snapshots import CtlSnapshots
 from .errors import DTypeError, NonFiniteError, ShapeError
 from .guards import Guard, StepInfo
+from .kernels import cpu as cpu_kernels
 from .kernels import step_plan as P
 from .params import FlatBuffer, FlatParams
 from .schedules import Schedule
@@ -45,24 +50,24 @@ class _Ranges:
         self._starts = [lo for lo, _, _ in spans]
         self._spans = spans
 
-    def overlapping(self, a):
-        """The index of a parameter sharing memory with ``a``, or None."""
-        if not a.size:
-            return None
-        lo, hi = A._byte_range(a)
-        k = bisect.bisect_left(self._starts, hi) - 1  # the last parameter starting below hi
-        if k >= 0 and self._spans[k][1] > lo:  # disjoint and sorted: only it can overlap
-            return self._spans[k][2]
+    def first_overlap(self, starts, nbytes):
+        """``(i, j)``: the first buffer (of ``nbytes[i]`` bytes from address ``starts[i]``) that
+        shares memory with a parameter, and that parameter; or None."""
+        for i, (lo, n) in enumerate(zip(starts, nbytes, strict=True)):
+            k = bisect.bisect_left(self._starts, lo + n) - 1  # the last one starting below its end
+            if n and k >= 0 and self._spans[k][1] > lo:  # disjoint and sorted: only it can overlap
+                return i, self._spans[k][2]
         return None
 
 
 class Optimizer:
     """Base class: parameters, state buffers, the control state and the guard.
 
-    Subclasses set ``_rule``, ``_state_names()`` and ``_update()``.
+    Subclasses set ``_rule``, ``_kernel``, ``_state_names()`` and ``_kernel_args()``.
     """
 
     _rule = None
+    _kernel = None  # the update kernel's name; "<name>_tensors" on the CPU
 
     def __init__(self, params, lr, guard, **hyper):
         if guard is not None and not isinstance(guard, Guard):
@@ -73,8 +78,7 @@ class Optimizer:
         self._stream = 0  # GPU: the stream of the last step, which every device read waits for
         self._kernels = backend(self._cuda)
         self.lr = lr  # validates and builds the configuration
-        self.state = {name: [self._new_state(p, name) for p in self._params]
-                      for name in self._state_names()}
+        self.state = self._new_states()
         ctl = np.zeros(P.CTL_SIZE)
         scaler = guard.scaler if guard is not None else None
         ctl[P.SCALE] = ctl[P.SCALE_USED] = scaler.init_scale if scaler is not None else 1.0
@@ -118,9 +122,15 @@ class Optimizer:
         self._ranges = _Ranges(arrays, names)
         self._shapes = [tuple(a.shape) for a in arrays]
         self._params = [A.flat(a) for a in arrays]
+        self._nbytes = [a.size * a.dtype.itemsize for a in arrays]
+        if not self._cuda:
+            self._groups = _tensor_groups.by_dtype(self._params)
+            starts = [_tensor_groups.address(p) for p in self._params]
+            self._p_addr = [grp.addresses(starts) for grp in self._groups]
 
     def _grad_arrays(self, grads):
-        """Validate ``grads`` against the parameters; return flat kernel arrays."""
+        """Validate ``grads`` against the parameters; return flat kernel arrays and, on the
+        CPU, their addresses (None on the GPU)."""
         if self._structure == "flat":
             if grads is None:
                 grads = self._flat.grad
@@ -138,24 +148,30 @@ class Optimizer:
             objs = [grads]
         names = ["grads"] if len(objs) == 1 and self._structure != "list" else [
             f"grads[{i}]" for i in range(len(objs))]
-        A.device_of(params=self._params[0], **dict(zip(names, objs, strict=True)))
+        if self._cuda or not all(type(obj) is np.ndarray for obj in objs):  # NumPy's: CPU
+            A.device_of(params=self._params[0], **dict(zip(names, objs, strict=True)))
         out = []
         for name, obj, p, shape in zip(names, objs, self._params, self._shapes, strict=True):
             g = A.as_array(obj, name, self._cuda)
-            if np.dtype(g.dtype) != np.dtype(p.dtype):
+            if g.dtype != p.dtype:
                 raise DTypeError(f"{name} must have the dtype of its parameter ({p.dtype}); "
                                  f"got {np.dtype(g.dtype)}")
-            if tuple(g.shape) != shape and not (self._structure == "flat" and g.size == p.size
-                                                 and g.ndim == 1):
+            if g.shape != shape and not (self._structure == "flat" and g.size == p.size
+                                         and g.ndim == 1):
                 raise ShapeError(f"{name} must have the shape of its parameter {shape}; "
                                  f"got {tuple(g.shape)}")
-            g = A.flat(A.contiguous_input(g, name, self._cuda))
-            j = self._ranges.overlapping(g)
-            if j is not None:
-                raise ShapeError(f"{name} must not share memory with params[{j}] "
-                                 "(a gradient buffer must be separate from the parameters)")
-            out.append(g)
-        return out
+            out.append(A.flat(A.contiguous_input(g, name, self._cuda)))
+        if self._cuda:
+            starts = None
+            hit = self._ranges.first_overlap([A._byte_range(g)[0] for g in out], self._nbytes)
+        else:
+            starts = [_tensor_groups.address(g) for g in out]
+            hit = self._ranges.first_overlap(starts, self._nbytes)
+        if hit is not None:
+            i, j = hit
+            raise ShapeError(f"{names[i]} must not share memory with params[{j}] "
+                             "(a gradient buffer must be separate from the parameters)")
+        return out, starts
 
     # state and configuration -------------------------------------------------------------------
 
@@ -165,9 +181,23 @@ class Optimizer:
     def _state_init(self, name):
         return 0.0
 
-    def _new_state(self, p, name):
-        host = np.full(p.size, self._state_init(name), dtype=p.dtype)
-        return self._to_device(host)
+    def _new_states(self):
+        """``{name: [one buffer per parameter]}``; on the CPU views into each group's flat
+        buffer (``self._group_states``), which the ``*_tensors`` kernels update."""
+        names = self._state_names()
+        if self._cuda:
+            return {name: [self._to_device(np.full(p.size, self._state_init(name), p.dtype))
+                           for p in self._params] for name in names}
+        state = {name: [None] * len(self._params) for name in names}
+        self._group_states = []
+        for grp in self._groups:
+            flat = {name: np.full(grp.size, self._state_init(name), grp.like.dtype)
+                    for name in names}
+            for name in names:
+                for i, (lo, hi) in zip(grp.positions, grp.spans, strict=True):
+                    state[name][i] = flat[name][lo:hi]
+            self._group_states.append(flat)
+        return state
 
     def _to_device(self, host):
         if self._cuda:
@@ -229,6 +259,12 @@ class Optimizer:
     def _fill_cfg(self, cfg):
         """Rule-specific entries (betas, lr decay)."""
 
+    def _kernel_args(self, state, empty):
+        """``(state buffers, hyper-parameters)``: the update kernel's arguments before and after
+        ``ctl``, from ``state`` (name -> buffer; ``empty`` stands for one the rule leaves
+        unused)."""
+        raise NotImplementedError
+
     @property
     def _clip_value(self):
         g = self.guard
@@ -243,7 +279,8 @@ class Optimizer:
 
         Raises ``NonFiniteError`` after ``guard.max_consecutive_skips`` skipped steps in a row.
         """
-        gs = self._grad_arrays(grads)
+        gs, starts = self._grad_arrays(grads)
+        g_addr = None if self._cuda else [grp.addresses(starts) for grp in self._groups]
         if self._cuda:
             _device_errors.raise_finished()  # e.g. the labels of the loss behind these grads
             self._use_stream(_streams.for_arrays(grads, self._user_params))
@@ -257,9 +294,13 @@ class Optimizer:
                 raise ValueError(f"lr schedule must return a non-negative number; got {lr!r}")
             self._cfg_host[P.LR_BASE] = lr
             self._upload_cfg()
-        if self.guard is not None:
+        if self.guard is not None and self._cuda:
             for g in gs:
                 k.grad_stats(self._red, g, self._ctl, self._clip_value)
+        elif self.guard is not None:
+            for grp, addr in zip(self._groups, g_addr, strict=True):
+                _threads.call(cpu_kernels.grad_stats_tensors, grp.size, self._red, grp.chunks,
+                              addr, self._ctl, self._clip_value, grp.like)
         guarded = self.guard is not None
         if self._cuda:
             # The plan and a snapshot of its result in one launch; the StepInfo reads the
@@ -268,8 +309,18 @@ class Optimizer:
             k.plan_step_snapshot(self._ctl, self._red, self._cfg, self._snapshots.ring, snap.row)
         else:
             k.plan_step(self._ctl, self._red, self._cfg)
-        for i, (p, g) in enumerate(zip(self._params, gs, strict=True)):
-            self._update(i, p, g)
+        if self._cuda:
+            for i, (p, g) in enumerate(zip(self._params, gs, strict=True)):
+                states, hyper = self._kernel_args({n: a[i] for n, a in self.state.items()},
+                                                  p[:0])
+                getattr(k, self._kernel)(p, g, *states, self._ctl, *hyper)
+        else:
+            kernel = getattr(cpu_kernels, self._kernel + "_tensors")
+            for grp, p_addr, addr, flat in zip(self._groups, self._p_addr, g_addr,
+                                               self._group_states, strict=True):
+                states, hyper = self._kernel_args(flat, grp.like)
+                _threads.call(kernel, grp.size, grp.chunks, p_addr, addr, *states, self._ctl,
+                              *hyper)
         if self._cuda:
             info = StepInfo.deferred(snap, guarded)
         else:
@@ -402,6 +453,7 @@ class SGD(Optimizer):
     (``torch.optim.SGD``; see ``fastml.kernels.cpu.sgd`` for the update equation)."""
 
     _rule = P.SGD
+    _kernel = "sgd_step"
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
                  weight_decay=0.0, maximize=False, guard=None):
@@ -418,11 +470,11 @@ class SGD(Optimizer):
     def _state_names(self):
         return ("momentum_buffer",) if self._hyper["momentum"] != 0 else ()
 
-    def _update(self, i, p, g):
+    def _kernel_args(self, state, empty):
         h = self._hyper
-        buf = self.state["momentum_buffer"][i] if "momentum_buffer" in self.state else p[:0]
-        self._kernels.sgd_step(p, g, buf, self._ctl, h["momentum"], h["dampening"],
-                               h["nesterov"], h["weight_decay"], h["maximize"], self._clip_value)
+        return ((state.get("momentum_buffer", empty),),
+                (h["momentum"], h["dampening"], h["nesterov"], h["weight_decay"], h["maximize"],
+                 self._clip_value))
 
 
 class Adam(Optimizer):
@@ -430,6 +482,7 @@ class Adam(Optimizer):
     ``fastml.kernels.cpu.adam`` for the update equation)."""
 
     _rule = P.ADAM
+    _kernel = "adam_step"
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False, amsgrad=False, maximize=False, guard=None):
@@ -449,13 +502,11 @@ class Adam(Optimizer):
     def _fill_cfg(self, cfg):
         cfg[P.BETA1], cfg[P.BETA2] = self._hyper["beta1"], self._hyper["beta2"]
 
-    def _update(self, i, p, g):
-        h, s = self._hyper, self.state
-        vmax = s["max_exp_avg_sq"][i] if h["amsgrad"] else p[:0]
-        self._kernels.adam_step(p, g, s["exp_avg"][i], s["exp_avg_sq"][i], vmax, self._ctl,
-                                h["beta1"], h["beta2"], h["eps"], h["weight_decay"],
-                                h["decoupled_weight_decay"], h["amsgrad"], h["maximize"],
-                                self._clip_value)
+    def _kernel_args(self, state, empty):
+        h = self._hyper
+        return ((state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq", empty)),
+                (h["beta1"], h["beta2"], h["eps"], h["weight_decay"],
+                 h["decoupled_weight_decay"], h["amsgrad"], h["maximize"], self._clip_value))
 
 
 class AdamW(Adam):
@@ -471,6 +522,7 @@ class RMSprop(Optimizer):
     ``fastml.kernels.cpu.rmsprop`` for the update equation)."""
 
     _rule = P.RMSPROP
+    _kernel = "rmsprop_step"
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, maximize=False, guard=None):
@@ -485,13 +537,12 @@ class RMSprop(Optimizer):
         return (("square_avg",) + (("grad_avg",) if h["centered"] else ())
                 + (("momentum_buffer",) if h["momentum"] > 0 else ()))
 
-    def _update(self, i, p, g):
-        h, s = self._hyper, self.state
-        ga = s["grad_avg"][i] if h["centered"] else p[:0]
-        buf = s["momentum_buffer"][i] if h["momentum"] > 0 else p[:0]
-        self._kernels.rmsprop_step(p, g, s["square_avg"][i], ga, buf, self._ctl, h["alpha"],
-                                   h["eps"], h["weight_decay"], h["momentum"], h["centered"],
-                                   h["maximize"], self._clip_value)
+    def _kernel_args(self, state, empty):
+        h = self._hyper
+        return ((state["square_avg"], state.get("grad_avg", empty),
+                 state.get("momentum_buffer", empty)),
+                (h["alpha"], h["eps"], h["weight_decay"], h["momentum"], h["centered"],
+                 h["maximize"], self._clip_value))
 
 
 class Adagrad(Optimizer):
@@ -499,6 +550,7 @@ class Adagrad(Optimizer):
     see ``fastml.kernels.cpu.adagrad`` for the update equation)."""
 
     _rule = P.ADAGRAD
+    _kernel = "adagrad_step"
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, maximize=False, guard=None):
@@ -517,7 +569,6 @@ class Adagrad(Optimizer):
     def _fill_cfg(self, cfg):
         cfg[P.LR_DECAY] = self._hyper["lr_decay"]
 
-    def _update(self, i, p, g):
+    def _kernel_args(self, state, empty):
         h = self._hyper
-        self._kernels.adagrad_step(p, g, self.state["sum"][i], self._ctl, h["eps"],
-                                   h["weight_decay"], h["maximize"], self._clip_value)
+        return ((state["sum"],), (h["eps"], h["weight_decay"], h["maximize"], self._clip_value))

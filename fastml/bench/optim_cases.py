@@ -10,6 +10,7 @@ floor kernel with the step's byte pattern over the same number of parameters:
 - SGD with momentum: read p, g, buf and write p, buf: 20 B/param (``cases.read3_write2``).
 - clip_grad_norm: read g for the norm, then read and write it to scale: 12 B/param
   (``cases.read1_then_scale``).
+- FlatParams and a list of arrays (1000 tensors): Adam's 28 B/param over all of them.
 
 Every step runs on the same buffers, so a timed step measures the kernel, not page faults. The
 gradients are fixed and small (norm about 3), so thousands of steps stay finite.
@@ -199,6 +200,37 @@ def flat_adam_case(tensors=FLAT_TENSORS, n=OPTIM_N, dtype=np.float32):
     return case
 
 
+def list_adam_case(tensors=FLAT_TENSORS, n=OPTIM_N, dtype=np.float32):
+    """Adam over a model of ``tensors`` separate arrays of ``n // tensors`` parameters, held as
+    a list (as ``model.parameters()`` holds them): fastml steps them in one kernel call, the
+    peers tensor by tensor (torch's fused and foreach kernels take the list whole)."""
+    threads()
+    tensors = min(tensors, n)
+    size = n // tensors
+    total = size * tensors
+    p, g = _params(total, dtype)
+    ps = [p[i * size:(i + 1) * size].copy() for i in range(tensors)]
+    gs = [g[i * size:(i + 1) * size].copy() for i in range(tensors)]
+    item = np.dtype(dtype).itemsize
+    case = Case("list_adam", f"{tensors}x{size:,} {np.dtype(dtype).name}", 7 * item * total,
+                make_floor("read4_write3", total, dtype))
+    opt = fastml.Adam(ps, lr=1e-3)
+    case.impls["fastml"] = lambda: opt.step(gs)
+    np_opts = [_NumpyAdam(q.copy()) for q in ps]
+
+    def numpy_step():
+        for o, h in zip(np_opts, gs, strict=True):
+            o.step(h)
+
+    case.impls["numpy"] = numpy_step
+    if torch is not None:
+        for impl, kw in (("torch_fused", {"fused": True}), ("torch_foreach", {"foreach": True})):
+            case.impls[impl] = _torch_step(
+                [torch.from_numpy(q.copy()) for q in ps], [torch.from_numpy(h) for h in gs],
+                lambda qs, kw=kw: torch.optim.Adam(qs, lr=1e-3, **kw))
+    return case
+
+
 def _shrinking_limit(clip):
     """``clip(max_norm)`` called with a limit 0.1% below the last one: every call finds the
     norm above its limit and scales (a fixed limit is met after two calls, and fastml then
@@ -247,5 +279,6 @@ def cases():
         "adamw": partial(adam_case, decoupled=True),
         "sgd_momentum": partial(sgd_case),
         "flat_adam": partial(flat_adam_case),
+        "list_adam": partial(list_adam_case),
         "clip_grad_norm": partial(clip_grad_norm_case),
     }

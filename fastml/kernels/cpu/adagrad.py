@@ -5,6 +5,9 @@ PyTorch's rule (``torch.optim.Adagrad``), with g the effective gradient and t th
     g   <- g + wd p
     sum <- sum + g^2
     p   <- p - clr g / (sqrt(sum) + eps),   clr = lr / (1 + (t - 1) lr_decay)   (from the plan)
+
+``adagrad_step`` updates one array; ``adagrad_step_tensors`` many, in one call (``_tensors``).
+Both run ``_adagrad_chunk`` on chunks of ``CHUNK`` elements.
 """
 
 import numpy as np
@@ -12,7 +15,27 @@ from numba import prange
 
 from ..step_plan import APPLIED, C0
 from ._grad import effective_grad, grad_coefs
-from ._jit import parallel
+from ._jit import CHUNK, parallel, serial
+from ._tensors import START, STATE, STOP, TENSOR, view
+
+
+@serial
+def _adagrad_chunk(p, g, state_sum, ctl, eps, weight_decay, maximize, clip_value):
+    """The update of one chunk: arguments as in :func:`adagrad_step`, all arrays of one length."""
+    dt = p.dtype.type
+    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
+    clr = dt(ctl[C0])
+    eps_ = dt(eps)
+    wd = dt(weight_decay)
+    use_wd = weight_decay != 0.0
+    for i in range(p.shape[0]):
+        gi = effective_grad(g[i], unscale, lo, hi, coef)
+        pi = p[i]
+        if use_wd:
+            gi = gi + wd * pi
+        s = state_sum[i] + gi * gi
+        state_sum[i] = s
+        p[i] = pi - clr * (gi / (np.sqrt(s) + eps_))
 
 
 @parallel
@@ -31,17 +54,29 @@ def adagrad_step(p, g, state_sum, ctl, eps, weight_decay, maximize, clip_value):
     """
     if ctl[APPLIED] == 0.0:
         return
-    dt = p.dtype.type
-    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
-    clr = dt(ctl[C0])
-    eps_ = dt(eps)
-    wd = dt(weight_decay)
-    use_wd = weight_decay != 0.0
-    for i in prange(p.shape[0]):
-        gi = effective_grad(g[i], unscale, lo, hi, coef)
-        pi = p[i]
-        if use_wd:
-            gi = gi + wd * pi
-        s = state_sum[i] + gi * gi
-        state_sum[i] = s
-        p[i] = pi - clr * (gi / (np.sqrt(s) + eps_))
+    n = p.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(n, a + CHUNK)
+        _adagrad_chunk(p[a:b], g[a:b], state_sum[a:b], ctl, eps, weight_decay, maximize,
+                       clip_value)
+
+
+@parallel
+def adagrad_step_tensors(chunks, p_addr, g_addr, state_sum, ctl, eps, weight_decay, maximize,
+                         clip_value):
+    """:func:`adagrad_step` over many arrays at once (``_tensors``).
+
+    Parameters
+    ----------
+    chunks : (n_chunks, 4) int64 chunk table (``_tensors.chunk_table``)
+    p_addr, g_addr : int64 addresses of each parameter and its gradient (``_tensors.addresses``)
+    state_sum : the flat sum of squares, tensor after tensor; its dtype is the parameters'
+    The other arguments as in :func:`adagrad_step`.
+    """
+    if ctl[APPLIED] == 0.0:
+        return
+    for c in prange(chunks.shape[0]):
+        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        _adagrad_chunk(view(p_addr[t], a, b, state_sum), view(g_addr[t], a, b, state_sum),
+                       state_sum[s:s + b - a], ctl, eps, weight_decay, maximize, clip_value)

@@ -13,6 +13,7 @@ from numba import prange
 from ..step_plan import NONFINITE, SCALE, SUMSQ
 from ._jit import CHUNK, parallel, serial
 from ._math import maximum
+from ._tensors import START, STOP, TENSOR, view
 
 # Every loop below reads its chunk as four interleaved streams, a quarter of the chunk each, with
 # one accumulator per stream. With one stream per thread a read-only pass over 10M float32 ran
@@ -79,6 +80,26 @@ def _largest_abs(x):
     return maximum(maximum(b0, b1), maximum(b2, b3))
 
 
+@serial
+def _chunk_stats(x, ctl, clip_value):
+    """``(sum of squares, 1.0 if non-finite else 0.0)`` of one chunk, as :func:`grad_stats`
+    describes."""
+    dt = x.dtype.type
+    plain = ctl[SCALE] == 1.0 and clip_value == np.inf
+    if plain and x.itemsize == 4:
+        # float32 squares cannot overflow in float64 (at most 1.2e77 each, 2e81 a chunk): the
+        # sum of squares itself is finite exactly when every entry is, so one loop does both.
+        s = _sum_squares(x)
+        return s, 0.0 if s < np.inf else 1.0  # NaN compares false
+    big = _largest_abs(x)
+    if plain:
+        s = _sum_squares(x)
+    else:
+        hi = dt(clip_value)
+        s = _sum_clamped_squares(x, dt(1.0 / ctl[SCALE]), -hi, hi)
+    return s, 0.0 if big < np.inf else 1.0
+
+
 @parallel
 def grad_stats(red, g, ctl, clip_value):
     """Add this gradient's statistics to ``red``.
@@ -99,31 +120,12 @@ def grad_stats(red, g, ctl, clip_value):
     thread against 0.16-0.22 split; bench/NOTES.md).
     """
     n = g.shape[0]
-    dt = g.dtype.type
-    plain = ctl[SCALE] == 1.0 and clip_value == np.inf
-    # float32 squares cannot overflow in float64 (at most 1.2e77 each, 2e81 a chunk): the sum
-    # of squares itself is finite exactly when every entry is, so one loop does both.
-    one_pass = plain and g.itemsize == 4
-    unscale = dt(1.0 / ctl[SCALE])
-    hi = dt(clip_value)
-    lo = -hi
     nchunks = (n + CHUNK - 1) // CHUNK
     sums = np.empty(nchunks, dtype=np.float64)
     bad = np.empty(nchunks, dtype=np.float64)
     for c in prange(nchunks):
         # A slice indexed from 0: with range(lo, hi) numba keeps its negative-index wraparound.
-        x = g[c * CHUNK:min(n, (c + 1) * CHUNK)]
-        if one_pass:
-            s = _sum_squares(x)
-            sums[c] = s
-            bad[c] = 0.0 if s < np.inf else 1.0  # NaN compares false
-            continue
-        big = _largest_abs(x)
-        if plain:
-            sums[c] = _sum_squares(x)
-        else:
-            sums[c] = _sum_clamped_squares(x, unscale, lo, hi)
-        bad[c] = 0.0 if big < np.inf else 1.0  # NaN compares false
+        sums[c], bad[c] = _chunk_stats(g[c * CHUNK:min(n, (c + 1) * CHUNK)], ctl, clip_value)
     s = 0.0
     b = 0.0
     for c in range(nchunks):
@@ -131,6 +133,38 @@ def grad_stats(red, g, ctl, clip_value):
         b += bad[c]
     red[SUMSQ] += s
     red[NONFINITE] += b
+
+
+@parallel
+def grad_stats_tensors(red, chunks, g_addr, ctl, clip_value, like):
+    """:func:`grad_stats` of many gradients at once (``_tensors``): each gradient's chunk sums
+    are added in order, and then to ``red``, gradient after gradient, as one call per gradient
+    adds them. (A chunk's own sum may differ from :func:`grad_stats`' in the last bits: LLVM
+    vectorizes each kernel's reduction on its own. Neither depends on the thread count.)
+
+    Parameters
+    ----------
+    red, ctl, clip_value : as in :func:`grad_stats`
+    chunks : (n_chunks, 4) int64 chunk table (``_tensors.chunk_table``)
+    g_addr : int64 addresses of the gradients (``_tensors.addresses``)
+    like : an array of the gradients' dtype (its elements are not read)
+    """
+    nchunks = chunks.shape[0]
+    sums = np.empty(nchunks, dtype=np.float64)
+    bad = np.empty(nchunks, dtype=np.float64)
+    for c in prange(nchunks):
+        x = view(g_addr[chunks[c, TENSOR]], chunks[c, START], chunks[c, STOP], like)
+        sums[c], bad[c] = _chunk_stats(x, ctl, clip_value)
+    s = 0.0
+    b = 0.0
+    for c in range(nchunks):
+        s += sums[c]
+        b += bad[c]
+        if c + 1 == nchunks or chunks[c + 1, TENSOR] != chunks[c, TENSOR]:  # a gradient's last
+            red[SUMSQ] += s
+            red[NONFINITE] += b
+            s = 0.0
+            b = 0.0
 
 
 @parallel
@@ -145,3 +179,14 @@ def scale_inplace(g, factor):
     f = g.dtype.type(factor)
     for i in prange(g.shape[0]):
         g[i] = g[i] * f
+
+
+@parallel
+def scale_inplace_tensors(chunks, g_addr, factor, like):
+    """:func:`scale_inplace` of many gradients at once (``_tensors``; ``like`` gives their
+    dtype)."""
+    f = like.dtype.type(factor)
+    for c in prange(chunks.shape[0]):
+        x = view(g_addr[chunks[c, TENSOR]], chunks[c, START], chunks[c, STOP], like)
+        for i in range(x.shape[0]):
+            x[i] = x[i] * f

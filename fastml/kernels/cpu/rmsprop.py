@@ -8,6 +8,9 @@ PyTorch's rule (``torch.optim.RMSprop``), with g the effective gradient:
     avg <- sqrt(sq - ga^2) + eps  (centered)  or  sqrt(sq) + eps
     buf <- momentum buf + g / avg;  p <- p - lr buf     (momentum > 0)
     p  <- p - lr g / avg                                 (otherwise)
+
+``rmsprop_step`` updates one array; ``rmsprop_step_tensors`` many, in one call (``_tensors``).
+Both run ``_rmsprop_chunk`` on chunks of ``CHUNK`` elements.
 """
 
 import numpy as np
@@ -15,7 +18,44 @@ from numba import prange
 
 from ..step_plan import APPLIED, LR
 from ._grad import effective_grad, grad_coefs, lerp
-from ._jit import parallel
+from ._jit import CHUNK, parallel, serial
+from ._tensors import START, STATE, STOP, TENSOR, part, view
+
+
+@serial
+def _rmsprop_chunk(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay, momentum,
+                   centered, maximize, clip_value):
+    """The update of one chunk: arguments as in :func:`rmsprop_step`, all arrays of one length."""
+    dt = p.dtype.type
+    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
+    lr = dt(ctl[LR])
+    a = dt(alpha)
+    aw = dt(1.0 - alpha)
+    awc = dt(1.0) - aw
+    eps_ = dt(eps)
+    wd = dt(weight_decay)
+    mom = dt(momentum)
+    use_wd = weight_decay != 0.0
+    use_momentum = momentum > 0.0
+    for i in range(p.shape[0]):
+        gi = effective_grad(g[i], unscale, lo, hi, coef)
+        pi = p[i]
+        if use_wd:
+            gi = gi + wd * pi
+        sq = a * square_avg[i] + aw * (gi * gi)
+        square_avg[i] = sq
+        if centered:
+            ga = lerp(grad_avg[i], gi, aw, awc)
+            grad_avg[i] = ga
+            avg = np.sqrt(sq - ga * ga) + eps_
+        else:
+            avg = np.sqrt(sq) + eps_
+        if use_momentum:
+            b = mom * buf[i] + gi / avg
+            buf[i] = b
+            p[i] = pi - lr * b
+        else:
+            p[i] = pi - lr * (gi / avg)
 
 
 @parallel
@@ -37,33 +77,32 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay,
     """
     if ctl[APPLIED] == 0.0:
         return
-    dt = p.dtype.type
-    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
-    lr = dt(ctl[LR])
-    a = dt(alpha)
-    aw = dt(1.0 - alpha)
-    awc = dt(1.0) - aw
-    eps_ = dt(eps)
-    wd = dt(weight_decay)
-    mom = dt(momentum)
-    use_wd = weight_decay != 0.0
-    use_momentum = momentum > 0.0
-    for i in prange(p.shape[0]):
-        gi = effective_grad(g[i], unscale, lo, hi, coef)
-        pi = p[i]
-        if use_wd:
-            gi = gi + wd * pi
-        sq = a * square_avg[i] + aw * (gi * gi)
-        square_avg[i] = sq
-        if centered:
-            ga = lerp(grad_avg[i], gi, aw, awc)
-            grad_avg[i] = ga
-            avg = np.sqrt(sq - ga * ga) + eps_
-        else:
-            avg = np.sqrt(sq) + eps_
-        if use_momentum:
-            b = mom * buf[i] + gi / avg
-            buf[i] = b
-            p[i] = pi - lr * b
-        else:
-            p[i] = pi - lr * (gi / avg)
+    n = p.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(n, a + CHUNK)
+        _rmsprop_chunk(p[a:b], g[a:b], square_avg[a:b], part(grad_avg, a, b), part(buf, a, b),
+                       ctl, alpha, eps, weight_decay, momentum, centered, maximize, clip_value)
+
+
+@parallel
+def rmsprop_step_tensors(chunks, p_addr, g_addr, square_avg, grad_avg, buf, ctl, alpha, eps,
+                         weight_decay, momentum, centered, maximize, clip_value):
+    """:func:`rmsprop_step` over many arrays at once (``_tensors``).
+
+    Parameters
+    ----------
+    chunks : (n_chunks, 4) int64 chunk table (``_tensors.chunk_table``)
+    p_addr, g_addr : int64 addresses of each parameter and its gradient (``_tensors.addresses``)
+    square_avg, grad_avg, buf : the flat state buffers, tensor after tensor (grad_avg and buf
+        (0,) when unused); their dtype is the parameters'
+    The other arguments as in :func:`rmsprop_step`.
+    """
+    if ctl[APPLIED] == 0.0:
+        return
+    for c in prange(chunks.shape[0]):
+        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        e = s + b - a
+        _rmsprop_chunk(view(p_addr[t], a, b, square_avg), view(g_addr[t], a, b, square_avg),
+                       square_avg[s:e], part(grad_avg, s, e), part(buf, s, e), ctl, alpha, eps,
+                       weight_decay, momentum, centered, maximize, clip_value)

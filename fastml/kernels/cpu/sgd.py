@@ -8,13 +8,42 @@ PyTorch's rule (``torch.optim.SGD``), with g the effective gradient:
     p   <- p - lr d
 
 Without momentum the buffer is not read or written (8 B/param fp32 less).
+
+``sgd_step`` updates one array; ``sgd_step_tensors`` many, in one call (``_tensors``). Both run
+``_sgd_chunk`` on chunks of ``CHUNK`` elements.
 """
 
 from numba import prange
 
 from ..step_plan import APPLIED, C0, LR
 from ._grad import effective_grad, grad_coefs
-from ._jit import parallel
+from ._jit import CHUNK, parallel, serial
+from ._tensors import START, STATE, STOP, TENSOR, part, view
+
+
+@serial
+def _sgd_chunk(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximize,
+               clip_value):
+    """The update of one chunk: arguments as in :func:`sgd_step`, all arrays of one length."""
+    dt = p.dtype.type
+    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
+    lr = dt(ctl[LR])
+    wd = dt(weight_decay)
+    mom = dt(momentum)
+    keep = dt(1.0 - dampening)
+    first = ctl[C0] != 0.0
+    use_wd = weight_decay != 0.0
+    use_momentum = momentum != 0.0
+    for i in range(p.shape[0]):
+        d = effective_grad(g[i], unscale, lo, hi, coef)
+        pi = p[i]
+        if use_wd:
+            d = d + wd * pi
+        if use_momentum:
+            b = d if first else mom * buf[i] + keep * d
+            buf[i] = b
+            d = d + mom * b if nesterov else b
+        p[i] = pi - lr * d
 
 
 @parallel
@@ -33,22 +62,31 @@ def sgd_step(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximi
     """
     if ctl[APPLIED] == 0.0:
         return
-    dt = p.dtype.type
-    unscale, lo, hi, coef = grad_coefs(p, ctl, maximize, clip_value)
-    lr = dt(ctl[LR])
-    wd = dt(weight_decay)
-    mom = dt(momentum)
-    keep = dt(1.0 - dampening)
-    first = ctl[C0] != 0.0
-    use_wd = weight_decay != 0.0
-    use_momentum = momentum != 0.0
-    for i in prange(p.shape[0]):
-        d = effective_grad(g[i], unscale, lo, hi, coef)
-        pi = p[i]
-        if use_wd:
-            d = d + wd * pi
-        if use_momentum:
-            b = d if first else mom * buf[i] + keep * d
-            buf[i] = b
-            d = d + mom * b if nesterov else b
-        p[i] = pi - lr * d
+    n = p.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        a = c * CHUNK
+        b = min(n, a + CHUNK)
+        _sgd_chunk(p[a:b], g[a:b], part(buf, a, b), ctl, momentum, dampening, nesterov,
+                   weight_decay, maximize, clip_value)
+
+
+@parallel
+def sgd_step_tensors(chunks, p_addr, g_addr, buf, ctl, momentum, dampening, nesterov,
+                     weight_decay, maximize, clip_value):
+    """:func:`sgd_step` over many arrays at once (``_tensors``).
+
+    Parameters
+    ----------
+    chunks : (n_chunks, 4) int64 chunk table (``_tensors.chunk_table``)
+    p_addr, g_addr : int64 addresses of each parameter and its gradient (``_tensors.addresses``)
+    buf : the flat momentum buffer, tensor after tensor, or (0,) without momentum; its dtype
+        is the parameters'
+    The other arguments as in :func:`sgd_step`.
+    """
+    if ctl[APPLIED] == 0.0:
+        return
+    for c in prange(chunks.shape[0]):
+        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        _sgd_chunk(view(p_addr[t], a, b, buf), view(g_addr[t], a, b, buf),
+                   part(buf, s, s + b - a), ctl, momentum, dampening, nesterov, weight_decay,
+                   maximize, clip_value)

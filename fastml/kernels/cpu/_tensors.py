@@ -1,0 +1,74 @@
+"""Many arrays in one kernel call: a table of chunks that covers them, and their addresses.
+
+An optimizer step over a list of parameter arrays runs one ``*_tensors`` kernel, not one kernel
+per array: a call through numba's dispatcher costs several microseconds, which over a model of
+100 small arrays cost more than the update itself (bench/NOTES.md). The arrays themselves are
+passed by address (``a.ctypes.data`` in an int64 array), since numba compiles a tuple of arrays
+once per length and builds a typed list element by element; the optimizer's own state buffers
+are one flat array per kind, laid out tensor after tensor.
+
+A chunk table is an ``(n_chunks, 4)`` int64 array; row ``c`` covers elements ``[START, STOP)``
+of array ``TENSOR``, whose state starts at element ``STATE`` of the flat state buffers. Each
+array is cut into chunks of at most ``CHUNK`` elements, in array order, so a kernel's parallel
+loop runs over the chunks of every array at once and its reductions are added in the same order
+as one call per array would add them. The caller keeps every addressed array alive and
+C-contiguous, of the dtype of the kernel's ``like`` argument, for the duration of the call.
+"""
+
+import numpy as np
+from numba import carray, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._jit import CHUNK, inline, serial
+
+TENSOR, START, STOP, STATE = 0, 1, 2, 3  # the columns of a chunk table
+
+
+def chunk_table(sizes):
+    """The chunk table of arrays with ``sizes`` elements whose state is laid out in order."""
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    counts = (sizes + CHUNK - 1) // CHUNK
+    tensor = np.repeat(np.arange(sizes.shape[0]), counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)  # each tensor's first row
+    start = (np.arange(tensor.shape[0]) - first) * CHUNK
+    table = np.empty((tensor.shape[0], 4), dtype=np.int64)
+    table[:, TENSOR] = tensor
+    table[:, START] = start
+    table[:, STOP] = np.minimum(start + CHUNK, sizes[tensor])
+    table[:, STATE] = (np.cumsum(sizes) - sizes)[tensor] + start
+    return table
+
+
+@serial
+def data_address(a):
+    """``a.ctypes.data``, four times faster than NumPy's (which builds a ctypes object)."""
+    return a.ctypes.data
+
+
+def addresses(arrays):
+    """The int64 addresses of ``arrays``' first elements, for a ``*_tensors`` kernel."""
+    return np.array([data_address(a) for a in arrays], dtype=np.int64)
+
+
+@intrinsic
+def _voidptr(typingctx, address):
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+@inline
+def view(address, start, stop, like):
+    """Elements ``[start, stop)`` of the array of ``like``'s dtype at ``address``."""
+    return carray(_voidptr(address + start * like.itemsize), (stop - start,), like.dtype)
+
+
+@inline
+def part(a, start, stop):
+    """``a[start:stop]``, or ``a`` itself when it is empty (a state buffer a rule does not use)."""
+    return a[start:stop] if a.shape[0] else a
