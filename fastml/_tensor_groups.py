@@ -1,6 +1,8 @@
 """CPU arrays in groups of one dtype, each group read or updated by one ``*_tensors`` kernel
 call (``fastml.kernels.cpu._tensors``) instead of one call per array."""
 
+import functools
+
 import numpy as np
 
 from .kernels.cpu import _tensors as T
@@ -26,12 +28,18 @@ class TensorGroup:
 
 def by_dtype(arrays):
     """The groups of ``arrays`` (1-D, C-contiguous NumPy arrays), in order of first appearance
-    of their dtypes."""
+    of their dtypes. Groups are kept for the last few layouts seen: a chunk table takes ~20 us
+    of NumPy calls to build, more than a guard pass over a small gradient."""
+    return _groups(tuple((a.dtype, a.size) for a in arrays))
+
+
+@functools.lru_cache(maxsize=64)
+def _groups(layout):
     positions = {}
-    for i, a in enumerate(arrays):
-        positions.setdefault(a.dtype, []).append(i)
-    return [TensorGroup(pos, [arrays[i].size for i in pos], dtype)
-            for dtype, pos in positions.items()]
+    for i, (dtype, _) in enumerate(layout):
+        positions.setdefault(dtype, []).append(i)
+    return tuple(TensorGroup(pos, [layout[i][1] for i in pos], dtype)
+                 for dtype, pos in positions.items())
 
 
 def each_group(arrays):
