@@ -110,12 +110,12 @@ class _Counts:
         cm = self.cm.astype(np.float64) if self.weighted else self.cm
         k = cm.shape[0]
         labels = np.asarray(labels, dtype=np.int64)
+        every = (np.diagonal(cm), cm.sum(axis=0), cm.sum(axis=1))
+        if labels.size == 0 or (labels.min() >= 0 and labels.max() < k):  # the common case
+            return tuple(x[labels] for x in every)
         inside = (labels >= 0) & (labels < k)
         safe = np.where(inside, labels, 0)
-        tp = np.where(inside, np.diagonal(cm)[safe], 0)
-        pred = np.where(inside, cm.sum(axis=0)[safe], 0)
-        true = np.where(inside, cm.sum(axis=1)[safe], 0)
-        return tp, pred, true
+        return tuple(np.where(inside, x[safe], 0) for x in every)
 
 
 def _count_kernel(kernels, form):
@@ -298,9 +298,9 @@ def _divide(num, den, metric, modifier, average, warn_for, zero_division):
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
     mask = den == 0
-    result = num / np.where(mask, 1.0, den)
     if not mask.any():
-        return result
+        return num / den
+    result = num / np.where(mask, 1.0, den)
     result[mask] = _zero_division_value(zero_division)
     if isinstance(zero_division, str) and metric in warn_for:
         axis = "due to" if result.shape[0] == 1 else "in labels with"
@@ -331,14 +331,19 @@ def _check_zero_division(zero_division):
 
 
 def _nanaverage(values, weights=None):
+    """scikit-learn's ``_nanaverage``. ``sum() / size`` is ``np.mean``'s own arithmetic (the
+    same pairwise sum, then one division), without its ~5 us of Python."""
     mask = np.isnan(values)
     if values.shape[0] == 0 or mask.all():
         return math.nan
+    if mask.any():
+        values = values[~mask]
+        weights = None if weights is None else np.asarray(weights, dtype=np.float64)[~mask]
     if weights is None:
-        return float(np.mean(values[~mask]))
-    values, weights = values[~mask], np.asarray(weights, dtype=np.float64)[~mask]
+        return float(values.sum() / values.shape[0])
+    weights = np.asarray(weights, dtype=np.float64)
     if weights.sum() == 0:
-        return float(np.mean(values))
+        return float(values.sum() / values.shape[0])
     return float(np.average(values, weights=weights))
 
 
