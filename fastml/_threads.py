@@ -5,8 +5,9 @@ On a loaded machine (other processes, or NumPy's BLAS threads in the same traini
 worker that has lost its core makes a call on a handful of elements take milliseconds instead of
 microseconds: an Adam step over one parameter took 1.4-8 ms with 2 threads and 0.03 ms with one.
 So the API runs a CPU kernel on the calling thread alone when its largest array holds fewer than
-:data:`SERIAL_BELOW` elements, as PyTorch does with its grain size. Results do not change: every
-reduction is chunked by a fixed length, whatever the thread count.
+:data:`SERIAL_BELOW` elements (a ``*_tensors`` kernel: when all its arrays together do), as
+PyTorch does with its grain size. Results do not change: every reduction is chunked by a fixed
+length, whatever the thread count.
 """
 
 import numba
