@@ -63,6 +63,25 @@ def _voidptr(typingctx, address):
 
 
 @inline
+def chunk_count(n):
+    """How many chunks cover ``n`` elements (one-array kernels)."""
+    return (n + CHUNK - 1) // CHUNK
+
+
+@inline
+def chunk_span(c, n):
+    """``(start, stop)`` of chunk ``c`` of ``n`` elements (one-array kernels)."""
+    start = c * CHUNK
+    return start, min(n, start + CHUNK)
+
+
+@inline
+def chunk_row(chunks, c):
+    """``(tensor, start, stop, state)`` of row ``c`` of a chunk table."""
+    return chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+
+
+@inline
 def view(address, start, stop, like):
     """Elements ``[start, stop)`` of the array of ``like``'s dtype at ``address``."""
     return carray(_voidptr(address + start * like.itemsize), (stop - start,), like.dtype)

@@ -15,8 +15,8 @@ from numba import prange
 
 from ..step_plan import APPLIED, C0
 from ._grad import effective_grad, grad_coefs
-from ._jit import CHUNK, parallel, serial
-from ._tensors import START, STATE, STOP, TENSOR, view
+from ._jit import parallel, serial
+from ._tensors import chunk_count, chunk_row, chunk_span, view
 
 
 @serial
@@ -54,10 +54,8 @@ def adagrad_step(p, g, state_sum, ctl, eps, weight_decay, maximize, clip_value):
     """
     if ctl[APPLIED] == 0.0:
         return
-    n = p.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        a = c * CHUNK
-        b = min(n, a + CHUNK)
+    for c in prange(chunk_count(p.shape[0])):
+        a, b = chunk_span(c, p.shape[0])
         _adagrad_chunk(p[a:b], g[a:b], state_sum[a:b], ctl, eps, weight_decay, maximize,
                        clip_value)
 
@@ -77,6 +75,6 @@ def adagrad_step_tensors(chunks, p_addr, g_addr, state_sum, ctl, eps, weight_dec
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):
-        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        t, a, b, s = chunk_row(chunks, c)
         _adagrad_chunk(view(p_addr[t], a, b, state_sum), view(g_addr[t], a, b, state_sum),
                        state_sum[s:s + b - a], ctl, eps, weight_decay, maximize, clip_value)

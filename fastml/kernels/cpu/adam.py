@@ -20,8 +20,8 @@ from numba import prange
 
 from ..step_plan import APPLIED, C0, C1, LR
 from ._grad import effective_grad, grad_coefs, lerp
-from ._jit import CHUNK, parallel, serial
-from ._tensors import START, STATE, STOP, TENSOR, part, view
+from ._jit import parallel, serial
+from ._tensors import chunk_count, chunk_row, chunk_span, part, view
 
 
 @serial
@@ -76,10 +76,8 @@ def adam_step(p, g, m, v, vmax, ctl, beta1, beta2, eps, weight_decay, decoupled,
     """
     if ctl[APPLIED] == 0.0:
         return
-    n = p.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        a = c * CHUNK
-        b = min(n, a + CHUNK)
+    for c in prange(chunk_count(p.shape[0])):
+        a, b = chunk_span(c, p.shape[0])
         _adam_chunk(p[a:b], g[a:b], m[a:b], v[a:b], part(vmax, a, b), ctl, beta1, beta2, eps,
                     weight_decay, decoupled, amsgrad, maximize, clip_value)
 
@@ -100,7 +98,7 @@ def adam_step_tensors(chunks, p_addr, g_addr, m, v, vmax, ctl, beta1, beta2, eps
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):
-        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        t, a, b, s = chunk_row(chunks, c)
         e = s + b - a
         _adam_chunk(view(p_addr[t], a, b, m), view(g_addr[t], a, b, m), m[s:e], v[s:e],
                     part(vmax, s, e), ctl, beta1, beta2, eps, weight_decay, decoupled, amsgrad,

@@ -18,8 +18,8 @@ from numba import prange
 
 from ..step_plan import APPLIED, LR
 from ._grad import effective_grad, grad_coefs, lerp
-from ._jit import CHUNK, parallel, serial
-from ._tensors import START, STATE, STOP, TENSOR, part, view
+from ._jit import parallel, serial
+from ._tensors import chunk_count, chunk_row, chunk_span, part, view
 
 
 @serial
@@ -77,10 +77,8 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay,
     """
     if ctl[APPLIED] == 0.0:
         return
-    n = p.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        a = c * CHUNK
-        b = min(n, a + CHUNK)
+    for c in prange(chunk_count(p.shape[0])):
+        a, b = chunk_span(c, p.shape[0])
         _rmsprop_chunk(p[a:b], g[a:b], square_avg[a:b], part(grad_avg, a, b), part(buf, a, b),
                        ctl, alpha, eps, weight_decay, momentum, centered, maximize, clip_value)
 
@@ -101,7 +99,7 @@ def rmsprop_step_tensors(chunks, p_addr, g_addr, square_avg, grad_avg, buf, ctl,
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):
-        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        t, a, b, s = chunk_row(chunks, c)
         e = s + b - a
         _rmsprop_chunk(view(p_addr[t], a, b, square_avg), view(g_addr[t], a, b, square_avg),
                        square_avg[s:e], part(grad_avg, s, e), part(buf, s, e), ctl, alpha, eps,

@@ -17,8 +17,8 @@ from numba import prange
 
 from ..step_plan import APPLIED, C0, LR
 from ._grad import effective_grad, grad_coefs
-from ._jit import CHUNK, parallel, serial
-from ._tensors import START, STATE, STOP, TENSOR, part, view
+from ._jit import parallel, serial
+from ._tensors import chunk_count, chunk_row, chunk_span, part, view
 
 
 @serial
@@ -62,10 +62,8 @@ def sgd_step(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximi
     """
     if ctl[APPLIED] == 0.0:
         return
-    n = p.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        a = c * CHUNK
-        b = min(n, a + CHUNK)
+    for c in prange(chunk_count(p.shape[0])):
+        a, b = chunk_span(c, p.shape[0])
         _sgd_chunk(p[a:b], g[a:b], part(buf, a, b), ctl, momentum, dampening, nesterov,
                    weight_decay, maximize, clip_value)
 
@@ -86,7 +84,7 @@ def sgd_step_tensors(chunks, p_addr, g_addr, buf, ctl, momentum, dampening, nest
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):
-        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        t, a, b, s = chunk_row(chunks, c)
         _sgd_chunk(view(p_addr[t], a, b, buf), view(g_addr[t], a, b, buf),
                    part(buf, s, s + b - a), ctl, momentum, dampening, nesterov, weight_decay,
                    maximize, clip_value)
