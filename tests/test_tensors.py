@@ -1,7 +1,7 @@
 """The CPU ``*_tensors`` kernels: many arrays in one call (``fastml.kernels.cpu._tensors``).
 
-Each must do to every array exactly what its one-array kernel does (which the optimizer and
-guard tests hold to the float64 references and to PyTorch), whatever the sizes (empty, one
+Each must do to every array what its one-array kernel does, to round-off (the optimizer and
+guard tests hold those to the float64 references and to PyTorch), whatever the sizes (empty, one
 element, across chunk edges), in float32 and float64, with NaN/Inf in the gradients; and the
 optimizers and guards must give the same results through them for lists of mixed dtypes.
 """
@@ -18,8 +18,18 @@ from fastml.errors import ShapeError
 from fastml.kernels import cpu
 from fastml.kernels.cpu import _tensors as T
 from fastml.kernels.cpu._jit import CHUNK
-from fastml.kernels.step_plan import APPLIED, C0, C1, CLIP_COEF, CTL_SIZE, LR, NONFINITE, SCALE
-from fastml.kernels.step_plan import SUMSQ, UNSCALE
+from fastml.kernels.step_plan import (
+    APPLIED,
+    C0,
+    C1,
+    CLIP_COEF,
+    CTL_SIZE,
+    LR,
+    NONFINITE,
+    SCALE,
+    SUMSQ,
+    UNSCALE,
+)
 
 from .helpers import assert_bitwise_equal, assert_close
 
@@ -95,8 +105,12 @@ CASES = [(rule, k) for rule, (_, _, options) in RULES.items() for k in range(len
 @pytest.mark.parametrize("rule, k", CASES)
 @pytest.mark.parametrize("scale, clip_coef", [(1.0, 1.0), (8.0, 0.3)])
 def test_update_over_many_arrays_equals_one_call_per_array(rule, k, dtype, scale, clip_coef):
-    """Bit for bit: parameters and every state buffer, after two steps (the first of SGD's
-    momentum initialises its buffer), with NaN and Inf among the gradients."""
+    """Parameters and every state buffer, after two steps (the first of SGD's momentum
+    initialises its buffer), with NaN and Inf among the gradients, to a few ulps: both kernels
+    run the same chunk function, but LLVM compiles it into each on its own and may contract a
+    multiply-add in one and not the other (a clean-clone CI run once found the one-element
+    array of SGD with weight decay 1 ulp apart). A chunk left out, run twice or given the
+    wrong state would be far outside this."""
     one, many, options = RULES[rule]
     used, hyper = options[k]
     rng = np.random.default_rng(len(CASES) * k + len(rule))
@@ -117,14 +131,16 @@ def test_update_over_many_arrays_equals_one_call_per_array(rule, k, dtype, scale
             bufs = [s[i] if u else p[:0] for s, u in zip(states, used, strict=True)]
             one(p, g, *bufs, ctl, *hyper)
         many(chunks, T.addresses(mine[0]), T.addresses(grads), *flat, ctl, *hyper)
+    rtol, atol = 4 * np.finfo(dtype).eps, np.finfo(dtype).tiny
     for i, (want, got) in enumerate(zip(params, mine[0], strict=True)):
-        assert_bitwise_equal(got, want, f"{rule} params[{i}]")
+        assert_close(got, want, rtol=rtol, atol=atol, name=f"{rule} params[{i}]")
     bounds = np.cumsum([0, *SIZES])
     for s, f, u in zip(states, flat, used, strict=True):
         if not u:
             continue
         for i, want in enumerate(s):
-            assert_bitwise_equal(f[bounds[i]:bounds[i + 1]], want, f"{rule} state[{i}]")
+            assert_close(f[bounds[i]:bounds[i + 1]], want, rtol=rtol, atol=atol,
+                         name=f"{rule} state[{i}]")
 
 
 @pytest.mark.parametrize("rule", list(RULES))

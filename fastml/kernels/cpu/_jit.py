@@ -1,7 +1,8 @@
 """Compilation options shared by every CPU kernel.
 
-numba's on-disk cache is keyed on each kernel's own source file: after editing this file or
-``_math.py`` alone, delete ``fastml/**/__pycache__/*.nb[ic]`` or the old machine code is loaded.
+numba's on-disk cache is keyed on each kernel's own source file: after editing this file or a
+helper module alone (``_math.py``, ``_grad.py``, ``_tensors.py``), delete
+``fastml/**/__pycache__/*.nb[ic]`` or the old machine code is loaded.
 
 Never ``fastmath=True``: it implies ``nnan``/``ninf``, under which LLVM may delete the very
 NaN/Inf checks the guards rely on and fold ``x != x`` to false. The flags below allow
