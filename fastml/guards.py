@@ -224,9 +224,10 @@ def _flat_inputs(arrays, cuda):
     return [A.flat(A.contiguous_input(a, f"grads[{i}]", cuda)) for i, a in enumerate(arrays)]
 
 
-def _stats(arrays, cuda, stream):
+def _stats(arrays, cuda, stream, groups=None):
     """``(norm, finite)`` of ``arrays``: on the CPU one guard pass per dtype over all of them
-    (``fastml._tensor_groups``), on the GPU one launch per array."""
+    (``groups``: ``fastml._tensor_groups.each_group(arrays)``, when the caller has them), on
+    the GPU one launch per array."""
     ctl = np.zeros(P.CTL_SIZE)
     ctl[P.SCALE] = 1.0
     red = np.zeros(P.RED_SIZE)
@@ -237,7 +238,7 @@ def _stats(arrays, cuda, stream):
             kernels.grad_stats(red, a, ctl, math.inf)
         red = _streams.to_host(red, stream)
     else:
-        for grp, addr in _tensor_groups.each_group(arrays):
+        for grp, addr in groups or _tensor_groups.each_group(arrays):
             _threads.call(cpu_kernels.grad_stats_tensors, grp.size, red, grp.chunks, addr, ctl,
                           math.inf, grp.like)
     return math.sqrt(red[P.SUMSQ]), red[P.NONFINITE] == 0
@@ -268,14 +269,15 @@ def clip_grad_norm(grads, max_norm):
             raise ShapeError(f"grads[{i}] must be writeable to be clipped in place; got a "
                              "read-only array")
     arrays = [A.flat(a) for a in arrays]
-    norm, _ = _stats(arrays, cuda, stream)
+    groups = None if cuda else _tensor_groups.each_group(arrays)
+    norm, _ = _stats(arrays, cuda, stream, groups)
     coef = min(1.0, max_norm / (norm + P.CLIP_EPS)) if not math.isnan(norm) else math.nan
     if coef != 1.0 and cuda:
         kernels = backend(cuda, stream)
         for a in arrays:
             kernels.scale_inplace(a, coef)
     elif coef != 1.0:
-        for grp, addr in _tensor_groups.each_group(arrays):
+        for grp, addr in groups:
             _threads.call(cpu_kernels.scale_inplace_tensors, grp.size, grp.chunks, addr, coef,
                           grp.like)
     return norm

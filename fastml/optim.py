@@ -124,9 +124,9 @@ class Optimizer:
         self._params = [A.flat(a) for a in arrays]
         self._nbytes = [a.size * a.dtype.itemsize for a in arrays]
         if not self._cuda:
-            self._groups = _tensor_groups.by_dtype(self._params)
-            starts = [_tensor_groups.address(p) for p in self._params]
-            self._p_addr = [grp.addresses(starts) for grp in self._groups]
+            groups = _tensor_groups.each_group(self._params)
+            self._groups = [grp for grp, _ in groups]
+            self._p_addr = [addr for _, addr in groups]
 
     def _grad_arrays(self, grads):
         """Validate ``grads`` against the parameters; return flat kernel arrays and, on the

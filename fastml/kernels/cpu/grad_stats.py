@@ -11,9 +11,9 @@ import numpy as np
 from numba import prange
 
 from ..step_plan import NONFINITE, SCALE, SUMSQ
-from ._jit import CHUNK, parallel, serial
+from ._jit import parallel, serial
 from ._math import maximum
-from ._tensors import START, STOP, TENSOR, view
+from ._tensors import TENSOR, chunk_count, chunk_row, chunk_span, view
 
 # Every loop below reads its chunk as four interleaved streams, a quarter of the chunk each, with
 # one accumulator per stream. With one stream per thread a read-only pass over 10M float32 ran
@@ -119,13 +119,13 @@ def grad_stats(red, g, ctl, clip_value):
     L2. Fused, the float64 sum held the finiteness test to 4 lanes (0.33 ns/element on one
     thread against 0.16-0.22 split; bench/NOTES.md).
     """
-    n = g.shape[0]
-    nchunks = (n + CHUNK - 1) // CHUNK
+    nchunks = chunk_count(g.shape[0])
     sums = np.empty(nchunks, dtype=np.float64)
     bad = np.empty(nchunks, dtype=np.float64)
     for c in prange(nchunks):
         # A slice indexed from 0: with range(lo, hi) numba keeps its negative-index wraparound.
-        sums[c], bad[c] = _chunk_stats(g[c * CHUNK:min(n, (c + 1) * CHUNK)], ctl, clip_value)
+        a, b = chunk_span(c, g.shape[0])
+        sums[c], bad[c] = _chunk_stats(g[a:b], ctl, clip_value)
     s = 0.0
     b = 0.0
     for c in range(nchunks):
@@ -153,8 +153,8 @@ def grad_stats_tensors(red, chunks, g_addr, ctl, clip_value, like):
     sums = np.empty(nchunks, dtype=np.float64)
     bad = np.empty(nchunks, dtype=np.float64)
     for c in prange(nchunks):
-        x = view(g_addr[chunks[c, TENSOR]], chunks[c, START], chunks[c, STOP], like)
-        sums[c], bad[c] = _chunk_stats(x, ctl, clip_value)
+        t, a, b, _ = chunk_row(chunks, c)
+        sums[c], bad[c] = _chunk_stats(view(g_addr[t], a, b, like), ctl, clip_value)
     s = 0.0
     b = 0.0
     for c in range(nchunks):
@@ -187,6 +187,7 @@ def scale_inplace_tensors(chunks, g_addr, factor, like):
     dtype)."""
     f = like.dtype.type(factor)
     for c in prange(chunks.shape[0]):
-        x = view(g_addr[chunks[c, TENSOR]], chunks[c, START], chunks[c, STOP], like)
+        t, a, b, _ = chunk_row(chunks, c)
+        x = view(g_addr[t], a, b, like)
         for i in range(x.shape[0]):
             x[i] = x[i] * f
