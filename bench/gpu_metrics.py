@@ -25,19 +25,12 @@ from numba import config, cuda  # noqa: E402
 from fastml import metrics as M  # noqa: E402
 from fastml.bench import gpu_timing  # noqa: E402
 from fastml.kernels import cuda as G  # noqa: E402
+from fastml.kernels.cuda import confusion as C  # noqa: E402
 
 ROWS = []
 
-# Median ms of one call per timed round.
-timed = functools.partial(gpu_timing.timed, reps=20, warmup=3)
-
-
-def copy_bandwidth():
-    n = 2**16 if config.ENABLE_CUDASIM else 256 * 2**20  # 1 GiB of float32
-    src = cuda.device_array(n, np.float32)
-    dst = cuda.device_array(n, np.float32)
-    ms = timed(lambda: dst.copy_to_device(src))
-    return 2 * n * 4 / (ms * 1e-3) / 1e9  # GB/s, bytes read + written
+# Median ms per call; each round queues 10 calls back to back (as bench/gpu_bench.py does).
+timed = functools.partial(gpu_timing.timed, reps=20, inner=10, warmup=3)
 
 
 def row(name, ms, nbytes, bw, peer=None, peer_ms=None):
@@ -103,7 +96,7 @@ def main():
         check(n, k, rng)
     print(f"checks: {time.time() - t0:.1f} s (compiles included)", flush=True)
 
-    bw = copy_bandwidth()
+    bw = gpu_timing.copy_bandwidth()
     print(f"device copy bandwidth {bw:.0f} GB/s", flush=True)
     n = args.n
     yt = rng.integers(0, 10, n)
@@ -130,6 +123,20 @@ def main():
         ms = timed(lambda cmw=cmw, seen=seen, status=status:
                    G.confusion_counts(cmw, seen, status, d_t, d_p, d_w, 0.5))
         row(f"confusion_counts weighted {n:,} k={k}", ms, 24 * n, bw)
+    # More counting blocks than the default (COUNT_BLOCKS), k = 10: occupancy against the cost
+    # of flushing each block's table.
+    k = 10
+    cm = cuda.to_device(np.zeros((k, k), np.int64))
+    seen, status = cuda.to_device(np.zeros(k, np.bool_)), cuda.to_device(np.zeros(2, np.int64))
+    empty = cuda.to_device(np.zeros(0))
+    default = C.COUNT_BLOCKS
+    for blocks in (1024, 2048, 4096):
+        C.COUNT_BLOCKS = blocks
+        try:
+            ms = timed(lambda: G.confusion_counts(cm, seen, status, d_t, d_p, empty, 0.5))
+            row(f"  variant confusion_counts k=10, {blocks} blocks", ms, 16 * n, bw)
+        finally:
+            C.COUNT_BLOCKS = default
     k = 70  # above the shared-memory table: the global-memory fallback
     cm = cuda.to_device(np.zeros((k, k), np.int64))
     seen, status = cuda.to_device(np.zeros(k, np.bool_)), cuda.to_device(np.zeros(2, np.int64))

@@ -29,6 +29,10 @@ from fastml.kernels import step_plan as P  # noqa: E402
 
 AD = importlib.import_module("fastml.kernels.cuda.adam")
 GR = importlib.import_module("fastml.kernels.cuda._grad")
+GS = importlib.import_module("fastml.kernels.cuda.grad_stats")
+DEFAULT_UNROLL = GS.UNROLL
+LA = importlib.import_module("fastml.kernels.cuda._launch")
+DEFAULT_BLOCKS = LA.MAX_BLOCKS
 
 ROWS = []
 
@@ -82,12 +86,7 @@ def main():
     n = args.n
     f32 = np.float32
 
-    src = torch.randn(256 * 2**20, device="cuda")
-    dst = torch.empty_like(src)
-    timed(lambda: dst.copy_(src))  # let the clocks settle before the first measured row
-    copy_ms = timed(lambda: dst.copy_(src))
-    bw = 2 * src.numel() * 4 / (copy_ms * 1e-3) / 1e9
-    src = dst = None  # free 2 GiB
+    bw = gpu_timing.copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}: device-to-device copy {bw:.0f} GB/s", flush=True)
 
     tp, tg = torch.randn(n, device="cuda"), torch.randn(n, device="cuda") * 1e-3
@@ -124,6 +123,20 @@ def main():
     red = cuda.to_device(np.zeros(2))
     row("grad_stats fp32 (norm + finiteness)", timed(lambda: G.grad_stats(red, g, ctl, math.inf)),
         4 * n, bw)
+    for unroll in (4, 8):  # the guard pass's loads in flight per thread (GS.UNROLL)
+        GS.UNROLL = unroll
+        row(f"  grad_stats, {unroll} loads in flight per thread",
+            timed(lambda: G.grad_stats(red, g, ctl, math.inf)), 4 * n, bw)
+    GS.UNROLL = DEFAULT_UNROLL
+    for blocks in (2048, 8192):
+        LA.MAX_BLOCKS = blocks
+        row(f"  grad_stats, 4 loads, grid {blocks} x 256",
+            timed(lambda: G.grad_stats(red, g, ctl, math.inf)), 4 * n, bw)
+        GS.UNROLL = 8
+        row(f"  grad_stats, 8 loads, grid {blocks} x 256",
+            timed(lambda: G.grad_stats(red, g, ctl, math.inf)), 4 * n, bw)
+        GS.UNROLL = DEFAULT_UNROLL
+    LA.MAX_BLOCKS = DEFAULT_BLOCKS
 
     tpp = tp.clone().requires_grad_()
     tpp.grad = tg.clone()
@@ -137,8 +150,15 @@ def main():
                        guard=fastml.Guard(clip_norm=1.0, scaler=fastml.LossScaler()))
     row("guarded Adam.step (finite+clip_norm+scaler+cosine)", timed(lambda: gopt.step(g)),
         32 * n, bw)
-    row("fastml.Adam.step (g a torch tensor)", timed(lambda: opt.step(tg)), 28 * n, bw,
-        "as_cuda_array syncs on torch's stream")
+    for unroll in (4, 8):
+        GS.UNROLL = unroll
+        row(f"  guarded Adam.step, grad_stats {unroll} loads per thread",
+            timed(lambda: gopt.step(g)), 32 * n, bw)
+    GS.UNROLL = DEFAULT_UNROLL
+    LA.MAX_BLOCKS = 8192
+    row("  guarded Adam.step, grad_stats grid 8192 x 256", timed(lambda: gopt.step(g)), 32 * n, bw)
+    LA.MAX_BLOCKS = DEFAULT_BLOCKS
+    row("fastml.Adam.step (g a torch tensor)", timed(lambda: opt.step(tg)), 28 * n, bw)
 
     # Host time of step(): it should queue work and return, not wait for the device.
     torch.cuda.synchronize()

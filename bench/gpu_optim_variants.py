@@ -178,7 +178,7 @@ def main():
     parts = cuda.device_array(2 * L.PARTIALS)
     sargs = (parts, g, ctl, f32(np.inf))
     for b in (264, 528, 1024):
-        report("grad_stats (library)", GS._grad_stats_kernel, b, nbytes=4 * n, a=sargs)
+        report("grad_stats (library)", GS._KERNELS[GS.UNROLL], b, nbytes=4 * n, a=sargs)
         report("grad_stats tile4", _stats4_kernel, b, nbytes=4 * n, a=sargs)
 
 

@@ -31,10 +31,14 @@ PENDING = -2  # record[0] until the device has written it; then -1 (fine) or the
 
 class _Log:
     def __init__(self):
-        from numba import cuda
+        from numba import config, cuda
 
         self.records = cuda.mapped_array((SLOTS, 2), dtype=np.int64, portable=True)
         self.records[:, 0] = -1
+        # The slots the kernels get: rows of a device view of the mapped memory. A NumPy row of
+        # numba's MappedNDArray has no device pointer (a launch on a GPU refuses it as None);
+        # the simulator has no such view and needs none.
+        self.slots = self.records if config.ENABLE_CUDASIM else cuda.as_cuda_array(self.records)
         self.waiting = {}  # slot -> (sequence number, message prefix), in launch order
         self.count = 0
         self.lock = threading.Lock()
@@ -53,7 +57,7 @@ class _Log:
             self.records[slot, 1] = 0
             self.records[slot, 0] = PENDING
             self.waiting[slot] = (self.count, what)
-            return self.records[slot]
+            return self.slots[slot]
 
     def _raise_finished(self):
         """Forget the finished slots up to the first bad one, and raise its error."""

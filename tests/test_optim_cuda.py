@@ -446,7 +446,8 @@ TYPECHECK = textwrap.dedent("""
         for ir in irs:  # no double division or square root per element
             assert "fdiv double" not in ir and '@"__nv_sqrt"' not in ir
             assert "llvm.sqrt.f64" not in ir
-        lower(mod["grad_stats"]._grad_stats_kernel, f8, a, f8, dt)
+        for kernel in mod["grad_stats"]._KERNELS.values():
+            lower(kernel, f8, a, f8, dt)
         lower(mod["grad_stats"]._scale_inplace_kernel, a, dt)
     lower(mod["grad_stats"]._grad_stats_finish_kernel, f8, f8, i8)
     # The plan's min/max only ever see finite values.

@@ -18,8 +18,8 @@ from numba import cuda, float64, int64
 import fastml
 
 from ..kernels.cuda import _launch as L
+from . import gpu_timing
 from .cases import Case, Floor
-from .gpu_timing import round_ms
 
 _BLOCK = 256
 _SHARED = 256  # threads per block of the floor kernels (a literal for the shared array)
@@ -279,10 +279,7 @@ def available():
     return True, str(name)
 
 
-def copy_bandwidth_gbs(n=64 * 2**20):
+def copy_bandwidth_gbs():
     """Device-to-device copy bandwidth in GB/s (bytes read + written), for reference."""
-    src = cuda.to_device(np.ones(n, np.float32))
-    dst = cuda.device_array_like(src)
-    round_ms(lambda: dst.copy_to_device(src), 1)  # warm-up
-    s = min(round_ms(lambda: dst.copy_to_device(src), 5) for _ in range(3)) / 1e3
-    return 2 * 4 * n / s / 1e9 if s > 0 and math.isfinite(s) else None
+    bw = gpu_timing.copy_bandwidth()
+    return bw if math.isfinite(bw) else None

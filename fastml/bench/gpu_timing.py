@@ -50,3 +50,37 @@ def timed(fn, reps, *, inner=1, warmup=0, spread=False):
     if not spread:
         return median
     return median, float(np.percentile(times, 90) - np.percentile(times, 10))
+
+
+def copy_bandwidth(n=256 * 2**20, reps=15, inner=10):
+    """Device-to-device copy bandwidth in GB/s (bytes read + written): the floor's yardstick.
+
+    One measurement for every GPU number (the report and ``bench/gpu_*.py``): PyTorch's
+    ``copy_`` of ``n`` float32 (1 GiB by default) when PyTorch has the GPU, else numba's copy,
+    in rounds of ``inner`` copies queued back to back, after a settling round. numba's copy of a
+    lone call underestimates it (2.1-2.5 TB/s against 2.9-3.0 on an H100 in one session), so
+    the rounds queue calls as the rounds of :func:`timed` do."""
+    if config.ENABLE_CUDASIM:
+        n = min(n, 2**16)
+    try:
+        import torch
+
+        use_torch = torch.cuda.is_available() and not config.ENABLE_CUDASIM
+    except ImportError:
+        use_torch = False
+    if use_torch:
+        src = torch.ones(n, dtype=torch.float32, device="cuda")
+        dst = torch.empty_like(src)
+
+        def copy():
+            dst.copy_(src)
+    else:
+        src = cuda.to_device(np.ones(n, np.float32))
+        dst = cuda.device_array_like(src)
+        stream = cuda.default_stream()
+
+        def copy():
+            dst.copy_to_device(src, stream=stream)
+    timed(copy, 3, inner=inner, warmup=inner)  # clocks ramp up
+    ms = timed(copy, reps, inner=inner)
+    return 2 * 4 * n / (ms * 1e-3) / 1e9 if ms > 0 else float("nan")

@@ -27,7 +27,7 @@ SHARED = 256
 
 # Layout of the float64 scratch buffer (offsets in elements). Each region holds one partial sum
 # per block of the kernel that fills it.
-PARTIALS = 1024  # >= MAX_BLOCKS
+PARTIALS = 8192  # >= MAX_BLOCKS, with room for the larger grids bench/gpu_bench.py times
 LOSS_OFF = 0  # loss partial sums
 DENOM_OFF = PARTIALS  # cross-entropy: sum of w[y] over kept rows
 KEPT_OFF = 2 * PARTIALS  # cross-entropy: number of kept rows

@@ -46,34 +46,51 @@ def _stat(s, b, x, unscale, lo, hi, zero):
     return s + y * y, b
 
 
-@cuda.jit
-def _grad_stats_kernel(parts, g, ctl, hi):
-    sh_s = cuda.shared.array(SHARED, float64)
-    sh_b = cuda.shared.array(SHARED, float64)
-    dt = g.dtype.type
-    unscale = dt(1.0 / ctl[SCALE])
-    lo = -hi
-    zero = dt(0.0)
-    s = 0.0
-    b = 0.0
-    n = g.shape[0]
-    t = int64(cuda.blockDim.x)
-    tile = 4 * t  # four loads in flight per thread (one left the pass latency-bound)
-    for j in range(int64(cuda.blockIdx.x) * tile + cuda.threadIdx.x, n,
-                   int64(cuda.gridDim.x) * tile):
-        if j + 3 * t < n:
-            x0, x1, x2, x3 = load4(g, j, t)
-            s, b = _stat(s, b, x0, unscale, lo, hi, zero)
-            s, b = _stat(s, b, x1, unscale, lo, hi, zero)
-            s, b = _stat(s, b, x2, unscale, lo, hi, zero)
-            s, b = _stat(s, b, x3, unscale, lo, hi, zero)
-        else:  # the last, partial tile
-            for i in range(j, n, t):
-                s, b = _stat(s, b, g[i], unscale, lo, hi, zero)
-    s, b = _block_sum2(sh_s, sh_b, s, b)
-    if cuda.threadIdx.x == 0:
-        parts[cuda.blockIdx.x] = s
-        parts[L.PARTIALS + cuda.blockIdx.x] = b
+def _make_stats_kernel(unroll):
+    """The pass with ``unroll`` (4 or 8) loads in flight per thread."""
+
+    @cuda.jit
+    def kernel(parts, g, ctl, hi):
+        sh_s = cuda.shared.array(SHARED, float64)
+        sh_b = cuda.shared.array(SHARED, float64)
+        dt = g.dtype.type
+        unscale = dt(1.0 / ctl[SCALE])
+        lo = -hi
+        zero = dt(0.0)
+        s = 0.0
+        b = 0.0
+        n = g.shape[0]
+        t = int64(cuda.blockDim.x)
+        tile = unroll * t  # one load in flight per thread left the pass latency-bound
+        for j in range(int64(cuda.blockIdx.x) * tile + cuda.threadIdx.x, n,
+                       int64(cuda.gridDim.x) * tile):
+            if j + (unroll - 1) * t < n:
+                x0, x1, x2, x3 = load4(g, j, t)
+                if unroll == 8:
+                    x4, x5, x6, x7 = load4(g, j + 4 * t, t)
+                s, b = _stat(s, b, x0, unscale, lo, hi, zero)
+                s, b = _stat(s, b, x1, unscale, lo, hi, zero)
+                s, b = _stat(s, b, x2, unscale, lo, hi, zero)
+                s, b = _stat(s, b, x3, unscale, lo, hi, zero)
+                if unroll == 8:
+                    s, b = _stat(s, b, x4, unscale, lo, hi, zero)
+                    s, b = _stat(s, b, x5, unscale, lo, hi, zero)
+                    s, b = _stat(s, b, x6, unscale, lo, hi, zero)
+                    s, b = _stat(s, b, x7, unscale, lo, hi, zero)
+            else:  # the last, partial tile
+                for i in range(j, n, t):
+                    s, b = _stat(s, b, g[i], unscale, lo, hi, zero)
+        s, b = _block_sum2(sh_s, sh_b, s, b)
+        if cuda.threadIdx.x == 0:
+            parts[cuda.blockIdx.x] = s
+            parts[L.PARTIALS + cuda.blockIdx.x] = b
+
+    return kernel
+
+
+#: Loads in flight per thread (4 or 8), read at launch (bench/gpu_optim.py times both).
+UNROLL = 4
+_KERNELS = {u: _make_stats_kernel(u) for u in (4, 8)}
 
 
 @cuda.jit
@@ -114,9 +131,9 @@ def grad_stats(red, g, ctl, clip_value, stream=0):
     n = g.shape[0]
     if n == 0:
         return
-    blocks = L.grid(n, 4 * L.THREADS)  # tiles of four per thread (at most PARTIALS blocks)
+    blocks = L.grid(n, UNROLL * L.THREADS)  # a tile per thread per step (<= PARTIALS blocks)
     parts = _partials(stream)
-    _grad_stats_kernel[blocks, L.THREADS, stream](parts, g, ctl, g.dtype.type(clip_value))
+    _KERNELS[UNROLL][blocks, L.THREADS, stream](parts, g, ctl, g.dtype.type(clip_value))
     _grad_stats_finish_kernel[1, L.THREADS, stream](red, parts, blocks)
 
 
