@@ -91,17 +91,19 @@ def bench_cross_entropy(bw):
         tms, _ = timed(torch_ce)
         row(f"cross_entropy fwd+bwd ({n}, {c})", ms, sp, 8 * n * c, bw, "F.cross_entropy", tms)
         # The kernel's tuning knobs (bench/NOTES.md: next variants), each against the default.
-        default = (CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS)
-        for cols, regs in ((8, 80), (16, None), (16, 80), (4, None)):
-            CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS = cols, regs
+        default = (CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS, L.MAX_BLOCKS)
+        # (8, None, 1024): the defaults before 2026-11-26.
+        for cols, regs, blocks in ((8, None, 1024), (32, 80, 4096), (16, 64, 4096),
+                                   (32, 64, 4096), (16, 80, 8192)):
+            CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS, L.MAX_BLOCKS = cols, regs, blocks
             try:
                 vms, vsp = timed(lambda x=x, y=y, out=out: fastml.cross_entropy(x, y, out=out))
-                row(f"  variant cols/thread={cols} max_registers={regs}", vms, vsp, 8 * n * c,
-                    bw, "library default", ms)
+                row(f"  variant cols/thread={cols} max_registers={regs} grid<={blocks}", vms, vsp,
+                    8 * n * c, bw, "library default", ms)
             except Exception:  # noqa: BLE001 - a variant that fails must not hide the rest
                 traceback.print_exc()
             finally:
-                CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS = default
+                CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS, L.MAX_BLOCKS = default
 
 
 def bench_mse(bw):
@@ -120,7 +122,7 @@ def bench_mse(bw):
     row("mse fwd+bwd 256M", ms, sp, 12 * n, bw, "F.mse_loss", tms)
     # Grids of more blocks than the default one wave (the update kernels gained from 16384).
     default = L.MAX_BLOCKS
-    for blocks in (2048, 4096, 8192):
+    for blocks in (1024, 8192):
         L.MAX_BLOCKS = blocks
         try:
             vms, vsp = timed(lambda: fastml.mse(p, t, out=out))

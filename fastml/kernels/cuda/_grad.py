@@ -18,8 +18,9 @@ UNROLL = 4
 #: Most blocks of an update kernel. More than the loss kernels' cap: with 72 registers a thread,
 #: three 256-thread blocks fit an SM at a time, and Adam over 128M float32 on an H100 ran at 87%
 #: of the device-to-device copy bandwidth with 1024 blocks and 93% with 8192 or 16384 (PyTorch's
-#: fused Adam: 86%; bench/gpu_optim.py, steps queued back to back). The simulator gets tiny grids.
-MAX_BLOCKS = 2 if L.SIMULATOR else 16384
+#: fused Adam: 86%; bench/gpu_optim.py, steps queued back to back), and 94% with 16384, 96% with
+#: 32768 (2026-11-26, H100). The simulator gets tiny grids.
+MAX_BLOCKS = 2 if L.SIMULATOR else 32768
 
 
 def update_grid(n):
