@@ -9,6 +9,7 @@ import json
 import math
 
 from .plan import FAMILY_ORDER
+from .runner import GPU_MIN_CALLS
 
 PEER_ORDER = ("numpy", "torch", "torch_fused", "torch_foreach", "sklearn")
 BUSY_MARK = 0.25  # other processes used more than this share of the CPUs during a case
@@ -165,7 +166,10 @@ def _method_lines(meta):
         f"{p['min_rounds']}). Within a case the floor kernel and every implementation run "
         f"round-robin, the order rotating each round, so a change of load hits all alike. "
         + (f"A round repeats a call until it lasts {1e3 * p['min_sample_s']:g} ms and "
-           f"reports the time per call." if p["min_sample_s"] else "A round is one call."),
+           f"reports the time per call; a GPU round queues at least {GPU_MIN_CALLS} calls "
+           f"back to back, so that the host's launch work overlaps the device's, as in a "
+           f"training loop." if p["min_sample_s"] else f"A round is one call (on the GPU, "
+           f"{GPU_MIN_CALLS} queued calls)."),
         "",
         "`--quiet`: before every round the run waited (up to 60 s) until other processes left "
         "the CPUs idle." if meta.get("quiet") else "Rounds ran without waiting for idle CPUs "

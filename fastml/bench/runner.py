@@ -32,6 +32,12 @@ def cuda_clock(fn, number):
     return round_ms(fn, number) / 1e3
 
 
+#: Fewest calls in a GPU round. With one call a round, a call longer than the sample time
+#: (cross-entropy on (8192, 32000), 2 ms) was timed with its host launch time (0.3-0.7 ms in
+#: numba-cuda) in front of the device work; bench/gpu_*.py queue 10 calls for the same reason.
+cuda_clock.min_calls = GPU_MIN_CALLS = 10
+
+
 def _error(exc):
     return f"{type(exc).__name__}: {exc}".strip()[:400]
 
@@ -46,6 +52,7 @@ def _calibrate(fn, clock, profile):
     number = 1
     if profile.min_sample_s > 0:
         number = max(1, min(100_000, math.ceil(profile.min_sample_s / max(est, 1e-7))))
+    number = max(number, getattr(clock, "min_calls", 1))
     return number, est
 
 

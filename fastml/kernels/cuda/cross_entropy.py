@@ -222,9 +222,11 @@ def _grad_term(v, j, m, a, b, gy, y, eps, weight, weighted, div, c, grad_scale):
 #: Tuning knobs of the main kernel, read at launch (bench/gpu_bench.py times variants of them on a
 #: real GPU). Columns per thread set the group size (_geometry). A register cap (None: ptxas
 #: decides, 116 on sm_90, so 2 blocks of 256 per SM) of 80 fits 3 blocks but spills ~100 B.
-#: On an H100 (2026-11-26, queued calls) 16 columns and the cap of 80 took (8192, 32000) from
-#: 2.46 to 2.03 ms and (65536, 1000) from 1.22 to 0.75 ms against 8 columns and no cap.
-COLUMNS_PER_THREAD = 16
+#: On an H100 (2026-11-26, queued calls, F.cross_entropy 3.12 and 0.68 ms) 8 columns and no cap
+#: took 2.44 ms on (8192, 32000) and 1.07 ms on (65536, 1000); 16 and 80: 2.00 and 1.13 (0.75
+#: with 1024-block grids); 16 and 64: 1.80 and 0.69; 32 and 80: 1.94 and 0.66, the one setting
+#: faster than PyTorch on both (bench/NOTES.md, "GPU on an H100").
+COLUMNS_PER_THREAD = 32
 MAX_REGISTERS = 80
 
 
@@ -418,7 +420,7 @@ def _no_record():
 def _geometry(c):
     """(threads per block, threads per row) for rows of ``c`` classes, both powers of two.
 
-    About COLUMNS_PER_THREAD (8) columns per thread, 4 to 256 threads per row, 256 threads per
+    About COLUMNS_PER_THREAD (32) columns per thread, 4 to 256 threads per row, 256 threads per
     block (32 in the simulator), so narrow rows share a block. Not 1024: the kernel's float64
     registers do not fit 1024 threads per block (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES on an H200).
     """
