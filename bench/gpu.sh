@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # On a GPU machine: set up what fastml needs, run the CUDA tests on the real device (simulator
 # off), run the GPU benchmarks against PyTorch, and write everything into OUTDIR.
-#   bench/gpu.sh OUTDIR [STEP ...]     steps: ptx bench optim metrics host tests report (default: all)
+#   bench/gpu.sh OUTDIR [STEP ...]     steps: ptx bench optim metrics host probe tests report (default: all)
 # The benchmarks come first, then the tests, then the report: with the 10-minute limit of one
 # device call, a slow step must not cost the numbers (GPU_BUDGET, below, bounds the whole run).
 # The image's numpy 2.5 breaks numba-cuda 0.30: a numpy 2.4 wheel for the machine's Python is
 # carried in .whl/ and installed into .site/ (see ../shared/GPU.md), with pytest, pytest-xdist and
 # hypothesis, whose versions the image does not promise.
 set -uo pipefail
-out=${1:?usage: bench/gpu.sh OUTDIR [ptx] [bench] [optim] [metrics] [host] [tests] [report]}
+out=${1:?usage: bench/gpu.sh OUTDIR [ptx] [bench] [optim] [metrics] [host] [probe] [tests] [report]}
 shift
-steps=" ${*:-ptx bench optim metrics host tests report} "
+steps=" ${*:-ptx bench optim metrics host probe tests report} "
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -38,6 +38,8 @@ has optim && timeout "$(left)" python3 bench/gpu_optim.py --out "$out" 2>&1 | te
 has metrics && timeout "$(left)" python3 bench/gpu_metrics.py --out "$out" 2>&1 | tee "$out/metrics.log"
 # Host time per call of the main API calls, with a profile of each (bench/gpu_host.py).
 has host && timeout "$(left 120)" python3 bench/gpu_host.py --out "$out" 2>&1 | tee "$out/host.log"
+# Can a cached launch through cuda.core skip numba-cuda's per-call dispatch? (a probe)
+has probe && timeout "$(left 60)" python3 bench/gpu_launch_probe.py --out "$out" 2>&1 | tee "$out/probe.log"
 # CUDA tests on the real GPU (CPU-only tests are CI's job).
 # The tests are compile-bound (numba-cuda compiles each kernel specialisation): with pytest-xdist
 # carried in .whl/, TEST_WORKERS processes share the GPU and compile in parallel.
