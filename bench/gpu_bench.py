@@ -21,6 +21,7 @@ import fastml  # noqa: E402
 from fastml.bench import gpu_timing  # noqa: E402
 from fastml.kernels.cuda import _launch as L  # noqa: E402
 from fastml.kernels.cuda import cross_entropy as CE  # noqa: E402
+from fastml.kernels.cuda import cross_entropy_rows as CR  # noqa: E402
 
 # Rows report (median ms per call, p90 - p10 of the rounds). Each round queues 10 calls back to
 # back, as a training loop does, for fastml and PyTorch alike: the idle gap before a lone launch
@@ -90,20 +91,36 @@ def bench_cross_entropy(bw):
 
         tms, _ = timed(torch_ce)
         row(f"cross_entropy fwd+bwd ({n}, {c})", ms, sp, 8 * n * c, bw, "F.cross_entropy", tms)
-        # The kernel's tuning knobs (bench/NOTES.md: next variants), each against the default.
-        default = (CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS, L.MAX_BLOCKS)
-        # (8, None, 1024): the defaults before 2026-11-26.
-        for cols, regs, blocks in ((8, None, 1024), (32, 80, 4096), (16, 64, 4096),
-                                   (32, 64, 4096), (16, 80, 8192)):
-            CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS, L.MAX_BLOCKS = cols, regs, blocks
+        # The kernels and their knobs (bench/NOTES.md: next variants), each against the default.
+        for knobs in CE_VARIANTS:
+            name = " ".join(f"{mod.__name__.rsplit('.', 1)[1]}.{attr}={v}"
+                            for (mod, attr), v in knobs.items())
+            before = {key: getattr(*key) for key in knobs}
             try:
+                for (mod, attr), v in knobs.items():
+                    setattr(mod, attr, v)
                 vms, vsp = timed(lambda x=x, y=y, out=out: fastml.cross_entropy(x, y, out=out))
-                row(f"  variant cols/thread={cols} max_registers={regs} grid<={blocks}", vms, vsp,
-                    8 * n * c, bw, "library default", ms)
+                row(f"  variant {name}", vms, vsp, 8 * n * c, bw, "library default", ms)
             except Exception:  # noqa: BLE001 - a variant that fails must not hide the rest
                 traceback.print_exc()
             finally:
-                CE.COLUMNS_PER_THREAD, CE.MAX_REGISTERS, L.MAX_BLOCKS = default
+                for (mod, attr), v in before.items():
+                    setattr(mod, attr, v)
+
+
+# Cross-entropy variants, each a set of module settings. The streaming kernel at 16 columns per
+# thread under a 64-register cap was the fastest on (8192, 32000) on an H100 (1.80 ms); the
+# register kernel (cross_entropy_rows.py) with K = 32 or 64 values per thread (ROW_BYTES 128 or
+# 256), under the register caps ptxas was run with (bench/ptx_report.py).
+_ROWS = (CE, "ROWS_IN_REGISTERS")
+CE_VARIANTS = [
+    {(CE, "COLUMNS_PER_THREAD"): 16, (CE, "MAX_REGISTERS"): 64},
+    {_ROWS: True, (CR, "ROW_BYTES"): 128, (CR, "MAX_REGISTERS"): None},
+    {_ROWS: True, (CR, "ROW_BYTES"): 128, (CR, "MAX_REGISTERS"): 80},
+    {_ROWS: True, (CR, "ROW_BYTES"): 128, (CR, "MAX_REGISTERS"): 64},
+    {_ROWS: True, (CR, "ROW_BYTES"): 256, (CR, "MAX_REGISTERS"): 128},
+    {_ROWS: True, (CR, "ROW_BYTES"): 256, (CR, "MAX_REGISTERS"): None},
+]
 
 
 def bench_mse(bw):

@@ -25,7 +25,8 @@ os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
 
 
 def kernels():
-    """(name, python function, signature) of the kernels a training step spends its time in."""
+    """(name, python function, signature[, register cap]) of the kernels a training step spends
+    its time in."""
     from numba import types as T
 
     def mod(name):
@@ -35,11 +36,36 @@ def kernels():
     m4 = T.float32[:, ::1]
     ce, conf, reg, gs = mod("cross_entropy"), mod("confusion"), mod("regression"), mod("grad_stats")
     adam = mod("adam")
+    rows = mod("cross_entropy_rows")
     counts_shared, counts_global = conf._KERNELS["label"][:2]
+    ce_args = (m4, f4, i8, f8, m4, i8, f4, T.int64, T.float64, T.float64, T.int64)
+    m8 = T.float64[:, ::1]
+    ce8_args = (m8, f8, i8, f8, m8, i8, f8, T.int64, T.float64, T.float64, T.int64)
+
+    def row_kernel(c, dtype, args, cap, row_bytes=128):
+        """The register kernel (plain: no smoothing, no weights) for rows of c classes, as
+        ptxas builds it under ``cap`` registers, lowered to what one block needs to fit."""
+        default, rows.ROW_BYTES = rows.ROW_BYTES, row_bytes
+        try:
+            block, group, k = rows.geometry(c, dtype.bitwidth // 8)
+        finally:
+            rows.ROW_BYTES = default
+        cap = min(cap or 255, 65536 // block)
+        return (f"cross_entropy rows C={c} {dtype} ({block} thr, {group}/row, {k} values)",
+                rows._make_row_kernel(block, group, k, dtype, False, False, None).py_func,
+                args + (T.boolean,), cap)
+
     return [
         ("cross_entropy (256 threads)", ce._make_kernel(256).py_func,
-         (m4, f4, i8, f8, m4, i8, f4, T.int64, T.float64, T.float64, T.int64, T.int64,
-          T.boolean)),
+         ce_args + (T.int64, T.boolean)),
+        ("cross_entropy (256 threads, cap 80)", ce._make_kernel(256).py_func,
+         ce_args + (T.int64, T.boolean), 80),
+        row_kernel(1000, T.float32, ce_args, None),
+        row_kernel(1000, T.float32, ce_args, 80),
+        row_kernel(32000, T.float32, ce_args, None),
+        row_kernel(1000, T.float64, ce8_args, 80),
+        row_kernel(1000, T.float32, ce_args, 128, row_bytes=256),
+        row_kernel(32000, T.float32, ce_args, None, row_bytes=256),
         ("mse", reg._mse_kernel.py_func,
          (f4, f4, f8, f4, f4, T.float32, T.float32, T.float32)),
         ("grad_stats (4 loads)", gs._KERNELS[4].py_func, (f8, f4, f8, T.float32)),
@@ -71,17 +97,18 @@ def main():
 
     print(f"sm_{major}{minor}, {ptxas}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn, sig in kernels():
+        for name, fn, sig, *cap in kernels():
             ptx, _ = cuda.compile_ptx(fn, sig, cc=(major, minor))
+            cap = [f"-maxrregcount={cap[0]}"] if cap and cap[0] < 255 else []
             path = os.path.join(tmp, "k.ptx")
             with open(path, "w") as f:
                 f.write(ptx)
-            out = subprocess.run([ptxas, f"-arch=sm_{major}{minor}", "-v", path, "-o",
+            out = subprocess.run([ptxas, f"-arch=sm_{major}{minor}", "-v", *cap, path, "-o",
                                   os.path.join(tmp, "k.cubin")],
                                  capture_output=True, text=True, check=True).stderr
             used = [line.split("info    : ")[-1] for line in out.splitlines()
                     if "registers" in line or "spill" in line]
-            print(f"{name:32s} {'; '.join(u.strip() for u in used)}")
+            print(f"{name:58s} {'; '.join(u.strip() for u in used)}")
 
 
 if __name__ == "__main__":

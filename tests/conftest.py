@@ -74,11 +74,34 @@ def device(request):
     return request.param
 
 
-def pytest_collection_modifyitems(items):
+#: The CUDA cross-entropy kernels (fastml/kernels/cuda/cross_entropy.py's streaming kernel and
+#: cross_entropy_rows.py's register kernel). On a real GPU every test that uses ``ce_kernel``
+#: runs with each; in the simulator (CI time) the tests marked ``helpers.both_ce_kernels`` do.
+CE_KERNELS = ["stream", "rows"] if REAL_GPU else ["stream"]
+
+
+@pytest.fixture(params=CE_KERNELS)
+def ce_kernel(request, monkeypatch):
+    """The CUDA cross-entropy kernel a test runs with (see CE_KERNELS)."""
+    from fastml.kernels.cuda import cross_entropy
+
+    monkeypatch.setattr(cross_entropy, "ROWS_IN_REGISTERS", request.param == "rows")
+    return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    kept, dropped = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("device") == "cpu" and params.get("ce_kernel") == "rows":
+            dropped.append(item)  # the CPU has one kernel: the "stream" run covers it
+            continue
         if params.get("device") == "cuda":
             item.add_marker(pytest.mark.cuda)
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture

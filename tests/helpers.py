@@ -10,6 +10,7 @@ import math
 import os
 
 import numpy as np
+import pytest
 
 #: Default relative tolerance, in machine epsilons of the result dtype.
 ULPS = 8
@@ -18,6 +19,12 @@ ULPS = 8
 #: over a grid capped at 2 blocks of 32 threads, which arrays of a few hundred elements already
 #: cover (several blocks, several grid-stride steps); large arrays there only cost minutes.
 LARGE_DEVICES = ["cpu", "cuda"] if os.environ.get("FASTML_REAL_GPU") == "1" else ["cpu"]
+
+def both_ce_kernels(test):
+    """Run ``test`` with both CUDA cross-entropy kernels, in the simulator too (the
+    ``ce_kernel`` fixture of tests/conftest.py)."""
+    both = pytest.mark.parametrize("ce_kernel", ["stream", "rows"], indirect=True)
+    return pytest.mark.usefixtures("ce_kernel")(both(test))
 
 
 def to_device(a, device):

@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 import fastml
 from fastml.errors import DTypeError
 
-from .helpers import LARGE_DEVICES, assert_close, sum_tol, to_device, to_host, tol
+from .helpers import LARGE_DEVICES, assert_close, both_ce_kernels, sum_tol, to_device, to_host, tol
 from .reference import losses as ref
 
 DTYPES = [np.float32, np.float64]
@@ -17,6 +17,10 @@ REDUCTIONS = ["mean", "sum", "none"]
 SHAPES = [(1, 1), (3, 1), (1, 2), (2, 2), (5, 3), (13, 7), (64, 2), (6, 131)]
 LARGE_SHAPES = [(37, 1001), (3500, 5)]  # many classes; rows over 2 CPU chunks (3276 rows)
 IGNORE = -100
+
+# Every test here runs with each CUDA kernel on a real GPU; those marked both_ce_kernels do in
+# the simulator too (tests/conftest.py, CE_KERNELS).
+pytestmark = pytest.mark.usefixtures("ce_kernel")
 
 
 def make_data(shape, dtype, seed=0, ignored=0.0):
@@ -101,10 +105,32 @@ def test_matches_reference(device, dtype, shape):
     check_shape(device, dtype, shape)
 
 
+@pytest.mark.parametrize("ce_kernel", ["rows"], indirect=True)
+@pytest.mark.parametrize("device", ["cuda"])
+@pytest.mark.parametrize("shape", [(1, 1), (13, 7), (6, 131)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_register_kernel_matches_reference(device, dtype, shape):
+    # The register kernel's share of test_matches_reference in the simulator (CI time; on a
+    # real GPU every test runs with it). C = 1: one value in a group of 4 threads; 7: 2 values
+    # per thread; 131: 8 threads of 32 values (float32) or 16 of 16 (float64), partly filled.
+    logits, labels = make_data(shape, dtype, seed=shape[0] * shape[1], ignored=0.3)
+    for weight, smoothing in options(shape[1], dtype, seed=1):
+        for reduction in REDUCTIONS:
+            check_against_reference(logits, labels, weight, IGNORE, smoothing, reduction,
+                                    device=device)
+    logits, labels = make_data((9, 5), dtype, seed=3)
+    for ignore_index in (-1, 2):
+        check_against_reference(logits, np.where(labels == 2, ignore_index, labels),
+                                ignore_index=ignore_index, device=device, return_pred=True)
+
+
+@both_ce_kernels
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_rows_whose_max_rises_at_every_column(device, dtype):
-    # The CUDA kernel sums exp(x - max) online, rescaling a thread's sum each time its running
-    # max rises: rising rows rescale at every column (the most roundings), falling rows never.
+    # The streaming CUDA kernel sums exp(x - max) online, rescaling a thread's sum each time its
+    # running max rises: rising rows rescale at every column (the most roundings), falling rows
+    # never. (The register kernel, for rows of 1001: 32 threads of 32 values in float32, 64
+    # threads of 16 in float64, whose reductions cross warps.)
     # Both must stay within the reference's tolerance, with and without smoothing.
     c = 1001
     ramp = np.linspace(-20.0, 20.0, c)
@@ -203,6 +229,7 @@ def test_all_rows_ignored(device, dtype):
                                     device=device)
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_weighted_mean_with_zero_total_weight_is_nan(device, dtype):
     # As in PyTorch: the mean divides by sum w_y = 0, with or without smoothing (whose own
@@ -220,6 +247,7 @@ def test_weighted_mean_with_zero_total_weight_is_nan(device, dtype):
         assert np.isnan(grad[labels != IGNORE]).all() and (grad[labels == IGNORE] == 0).all()
 
 
+@both_ce_kernels
 def test_subnormal_total_weight_gives_a_finite_mean(device):
     # D = 2 * 2.2e-311 is subnormal: 1/D overflows, w_y / D does not. The mean divides by D
     # (PyTorch's loss does too; its gradient multiplies by 1/D and gives inf/NaN). With label
@@ -290,6 +318,7 @@ def extreme_data(dtype):
     return logits.astype(dtype), labels
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_extreme_logits_stay_finite(device, dtype):
     logits, labels = extreme_data(dtype)
@@ -325,6 +354,7 @@ def non_finite_data(dtype):
     return logits.astype(dtype), labels
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_nan_and_inf_propagate(device, dtype):
     logits, labels = non_finite_data(dtype)
@@ -345,6 +375,7 @@ def test_nan_and_inf_propagate(device, dtype):
             assert np.isfinite(grad[[4, 5, 7]]).all() and (grad[8] == 0).all()
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_return_pred_is_numpys_argmax(device, dtype):
     nan, inf = np.nan, np.inf

@@ -21,7 +21,7 @@ from fastml.kernels import cpu as K
 from fastml.kernels import cuda as G
 
 from .conftest import REAL_GPU
-from .helpers import assert_bitwise_equal, assert_close, to_host, tol
+from .helpers import assert_bitwise_equal, assert_close, both_ce_kernels, to_host, tol
 
 pytestmark = pytest.mark.cuda
 
@@ -324,6 +324,7 @@ def check_ce(cpu, gpu, dtype, what, scale):
     np.testing.assert_array_equal(pg, pc, err_msg=f"ce pred ({what})")
 
 
+@pytest.mark.usefixtures("ce_kernel")
 @pytest.mark.parametrize("shape", CE_SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_parity(shape, dtype):
@@ -338,6 +339,7 @@ def test_cross_entropy_parity(shape, dtype):
                  scale)
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
 def test_cross_entropy_in_place_ignore_index_and_int32_labels(label_dtype):
     x, y, w = ce_data(37, 11, np.float32, seed=5, label_dtype=label_dtype, ignore_index=3)
@@ -348,6 +350,7 @@ def test_cross_entropy_in_place_ignore_index_and_int32_labels(label_dtype):
         assert not (gpu[0][ignored] != 0).any(), "ignored rows must get a zero gradient"
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_edge_denominators(dtype):
     x, _, w = ce_data(7, 5, dtype, seed=1)
@@ -365,6 +368,7 @@ def test_cross_entropy_edge_denominators(dtype):
     assert np.isnan(gpu[1][0])
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_nan_inf_and_argmax(dtype):
     x, y, w = ce_data(9, 6, dtype, seed=2)
@@ -384,6 +388,7 @@ def test_cross_entropy_nan_inf_and_argmax(dtype):
     assert np.isnan(gpu[1][0])
 
 
+@both_ce_kernels
 def test_cross_entropy_is_deterministic():
     n, c = (4099, 1000) if REAL_GPU else (37, 11)
     x, y, w = ce_data(n, c, np.float32, seed=9)
@@ -483,6 +488,7 @@ def test_api_rejects_mixed_devices():
         fastml.bce_with_logits(dev(x), dev(x), pos_weight=w)
 
 
+@both_ce_kernels
 @pytest.mark.parametrize("label_dtype", [np.int32, np.int64])
 def test_api_bad_label_on_device_names_it_and_writes_nothing(label_dtype):
     x, y, _ = ce_data(37, 11, np.float32, seed=8, label_dtype=label_dtype)
@@ -629,7 +635,8 @@ TYPECHECK = textwrap.dedent("""
     from numba.cuda.compiler import compile_cuda
     # Device functions ask the current device for its compute capability; there is none here.
     dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
-    from fastml.kernels.cuda import _launch, bce_with_logits, cross_entropy, labels, regression
+    from fastml.kernels.cuda import (_launch, bce_with_logits, cross_entropy,
+                                     cross_entropy_rows, labels, regression)
 
     def lower(kernel, *args):
         cres = compile_cuda(kernel.py_func, T.void, args, cc=(9, 0))
@@ -663,6 +670,19 @@ TYPECHECK = textwrap.dedent("""
     m64 = T.float64[:, ::1]
     lower(cross_entropy._make_kernel(256), m64, f8, i8, f8, m64, i8, f8,
           T.int64, T.float64, T.float64, T.int64, T.int64, T.boolean)
+    # The register kernel: warp-barrier groups (32 threads) and block-barrier ones (1024), plain
+    # and with smoothing and weights. Its per-logit exp is expf; no float64 exp at all.
+    for block, group, k, smoothing, weighted in ((256, 32, 32, False, False),
+                                                 (1024, 1024, 32, True, True)):
+        kernel = cross_entropy_rows._make_row_kernel(block, group, k, T.float32, smoothing,
+                                                     weighted, None)
+        ir = lower(kernel, m, a, i8, f8, m, T.int32[::1], a, T.int64, T.float64, T.float64,
+                   T.int64, T.boolean)
+        assert 'call float @"__nv_expf"(' in ir and 'call double @"__nv_exp"(' not in ir
+        assert ("llvm.nvvm.bar.warp.sync" in ir) == (group <= 32), group
+    kernel = cross_entropy_rows._make_row_kernel(256, 64, 16, T.float64, True, False, None)
+    lower(kernel, m64, f8, i8, f8, m64, i8, f8, T.int64, T.float64, T.float64, T.int64,
+          T.boolean)
     lower(cross_entropy._prepass_kernel, f8, T.int32[::1], a, T.int64, T.int64, T.boolean,
           T.boolean, T.boolean)
     lower(cross_entropy._prepass_finish_kernel, f8, T.int64, i8, T.int32[::1])

@@ -228,6 +228,10 @@ def _grad_term(v, j, m, a, b, gy, y, eps, weight, weighted, div, c, grad_scale):
 #: faster than PyTorch on both (bench/NOTES.md, "GPU on an H100").
 COLUMNS_PER_THREAD = 32
 MAX_REGISTERS = 80
+#: Rows that fit in the registers of up to 1024 threads (C <= 32768 in float32) go to the kernel
+#: of cross_entropy_rows.py: one read of the row and no second pass. Off until it is timed on a
+#: GPU against this kernel (bench/gpu_bench.py times both; written without one, session 14).
+ROWS_IN_REGISTERS = False
 
 
 def _make_kernel(block, max_registers=None):
@@ -436,6 +440,20 @@ def _geometry(c):
     return max(min_block, group), group
 
 
+def _row_geometry(c, dtype, smoothing, weighted):
+    """(kernel, threads per block, threads per row) of the register kernel for rows of ``c``
+    classes, or None when a row does not fit in it."""
+    from numba import from_dtype
+
+    from . import cross_entropy_rows as R  # it imports this module's device functions
+
+    geo = R.geometry(c, dtype.itemsize)
+    if geo is None:
+        return None
+    block, group, k = geo
+    return R.kernel_for(block, group, k, from_dtype(dtype), smoothing, weighted), block, group
+
+
 def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index,
                           label_smoothing, grad_scale, reduction, check=None, stream=0):
     """Softmax cross-entropy over rows, with its gradient, on the GPU (launches without sync).
@@ -483,6 +501,18 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         _prepass_kernel[blocks, L.THREADS, stream](buf, labels, weight, ignore_index, c,
                                                    need_denom, need_wsum, check is not None)
         _prepass_finish_kernel[1, L.THREADS, stream](buf, blocks, record, labels)
+    rows = None
+    if ROWS_IN_REGISTERS:
+        rows = _row_geometry(c, logits.dtype, eps != 0.0, weight.shape[0] != 0)
+    if rows is not None:
+        kernel, block, group = rows
+        blocks = L.grid(n, block // group)
+        kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight,
+                                      ignore_index, eps, float(grad_scale), reduction,
+                                      check is not None)
+        if reduction != NONE:
+            L.sum_partials(loss, buf, blocks, 1.0, stream, use_divisor=reduction == MEAN)
+        return
     block, group = _geometry(c)
     key = (block, MAX_REGISTERS)
     kernel = _KERNELS.get(key)
