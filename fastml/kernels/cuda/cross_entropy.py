@@ -197,6 +197,79 @@ def _group_sum(sh, tid, lane, group, value):
 
 
 @cuda.jit(device=True)
+def _poison(grad, loss, pred, buf, reduction):
+    """A label is out of range (the pre-pass's check; the API raises later): the block's share
+    of the loss and the gradient become NaN, so that nothing downstream (a guarded step) takes
+    them for numbers, and pred -1."""
+    n, c = grad.shape
+    first = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    stride = int64(cuda.gridDim.x) * cuda.blockDim.x
+    for k in range(first, n * c, stride):
+        grad[k // c, k % c] = math.nan
+    for row in range(first, n, stride):
+        if reduction == NONE:
+            loss[row] = math.nan
+        if pred.shape[0] != 0:
+            pred[row] = -1
+    if reduction != NONE and cuda.threadIdx.x == 0:
+        buf[L.LOSS_OFF + cuda.blockIdx.x] = math.nan
+
+
+@cuda.jit(device=True)
+def _divisor_and_wtotal(buf, reduction, eps, weighted, c):
+    """The mean's divisor D (1 otherwise) and W = sum of the class weights (C unweighted), as
+    the pre-pass left them on the device."""
+    div = buf[L.DIVISOR] if reduction == MEAN else 1.0
+    w_total = float64(c)
+    if eps != 0.0 and weighted:
+        w_total = buf[L.WTOTAL]
+    return div, w_total
+
+
+@cuda.jit(device=True)
+def _row_label(labels, row, ignore_index):
+    """(row < n, its label as int64 (ignore_index past n), whether the row counts)."""
+    active = row < labels.shape[0]
+    y = int64(ignore_index)
+    if active:
+        y = int64(labels[row])
+    return active, y, active and y != ignore_index
+
+
+@cuda.jit(device=True)
+def _row_loss(s, m64, xy, wy, eps, c, w_total, smooth):
+    """A kept row's loss (1 - eps) w_y (lse - x_y) + (eps / C) sum_c w_c (lse - x_c), from
+    s = sum_c exp(x_c - m), m, x_y, w_y, W and smooth = sum_c w_c (m - x_c)."""
+    log_s = math.log(s)
+    loss = (1.0 - eps) * wy * ((m64 - xy) + log_s)
+    if eps != 0.0:
+        loss += eps / c * (w_total * log_s + smooth)
+    return loss
+
+
+@cuda.jit(device=True)
+def _row_outputs(loss, pred, row, best, l_row, reduction, acc):
+    """A row's argmax and loss written (one thread per row); returns acc plus the loss when
+    the loss is reduced instead."""
+    if pred.shape[0] != 0:
+        pred[row] = best
+    if reduction == NONE:
+        loss[row] = l_row
+        return acc
+    return acc + l_row
+
+
+@cuda.jit(device=True)
+def _block_partial(sh, buf, acc, reduction):
+    """For a reduced loss, the block's sum of its threads' ``acc`` into its scratch slot (every
+    thread of the block calls it)."""
+    if reduction != NONE:
+        total = L.block_sum(sh, acc)
+        if cuda.threadIdx.x == 0:
+            buf[L.LOSS_OFF + cuda.blockIdx.x] = total
+
+
+@cuda.jit(device=True)
 def _smooth_term(v, j, m64, weight, weighted):
     """w_j (m - x_j) in float64: the smoothing sum's term (>= 0, no cancellation)."""
     d = m64 - float64(v)
@@ -255,39 +328,18 @@ def _make_kernel(block, max_registers=None):
         lead = tid - lane  # the group's first thread: its slot holds each reduced value
         rows_per_block = cuda.blockDim.x // group
         weighted = weight.shape[0] != 0
-        want_pred = pred.shape[0] != 0
-        div = buf[L.DIVISOR] if reduction == MEAN else 1.0
-        w_total = float64(c)
-        if eps != 0.0:
-            w_total = buf[L.WTOTAL] if weighted else float64(c)
+        div, w_total = _divisor_and_wtotal(buf, reduction, eps, weighted, c)
         row_stride = int64(cuda.gridDim.x) * rows_per_block
         span = U * group
         if checked and buf[L.BAD_LABEL] != 0.0:
-            # A label is out of range (the pre-pass's check; the API raises later). Loss and
-            # gradient become NaN, so that nothing downstream (a guarded step) takes them for
-            # numbers, and pred -1. The whole block returns here, before any barrier.
-            first = int64(cuda.blockIdx.x) * cuda.blockDim.x + tid
-            stride = int64(cuda.gridDim.x) * cuda.blockDim.x
-            for k in range(first, n * c, stride):
-                grad[k // c, k % c] = math.nan
-            for row in range(first, n, stride):
-                if reduction == NONE:
-                    loss[row] = math.nan
-                if want_pred:
-                    pred[row] = -1
-            if reduction != NONE and tid == 0:
-                buf[L.LOSS_OFF + cuda.blockIdx.x] = math.nan
+            _poison(grad, loss, pred, buf, reduction)  # the whole block, before any barrier
             return
         acc = 0.0
         # Every thread runs the same number of iterations (rows past n idle through them), so
         # all of them reach every barrier.
         for first in range(int64(cuda.blockIdx.x) * rows_per_block, n, row_stride):
             row = first + tid // group
-            active = row < n
-            y = int64(ignore_index)
-            if active:
-                y = int64(labels[row])
-            keep = active and y != ignore_index
+            active, y, keep = _row_label(labels, row, ignore_index)
 
             # Pass 1, the one that reads the row from DRAM: the argmax and its value (the row
             # max), and the softmax sum online (see _visit). Also x_y and w_y, before any write.
@@ -390,22 +442,9 @@ def _make_kernel(block, max_registers=None):
             if eps != 0.0:  # the same for every thread, so all of them reach the barriers
                 smooth = _group_sum(sh_w, tid, lane, group, smooth)
             if active and lane == 0:
-                if want_pred:
-                    pred[row] = best
-                l_row = 0.0
-                if keep:
-                    log_s = math.log(s)
-                    l_row = (1.0 - eps) * wy * ((float64(m) - xy) + log_s)
-                    if eps != 0.0:
-                        l_row += eps / c * (w_total * log_s + smooth)
-                if reduction == NONE:
-                    loss[row] = l_row
-                else:
-                    acc += l_row
-        if reduction != NONE:
-            total = L.block_sum(sh_s, acc)
-            if tid == 0:
-                buf[L.LOSS_OFF + cuda.blockIdx.x] = total
+                l_row = _row_loss(s, float64(m), xy, wy, eps, c, w_total, smooth) if keep else 0.0
+                acc = _row_outputs(loss, pred, row, best, l_row, reduction, acc)
+        _block_partial(sh_s, buf, acc, reduction)
 
     return kernel
 
@@ -501,25 +540,22 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         _prepass_kernel[blocks, L.THREADS, stream](buf, labels, weight, ignore_index, c,
                                                    need_denom, need_wsum, check is not None)
         _prepass_finish_kernel[1, L.THREADS, stream](buf, blocks, record, labels)
+    args = (grad, loss, pred, buf, logits, labels, weight, ignore_index, eps, float(grad_scale),
+            reduction)
     rows = None
     if ROWS_IN_REGISTERS:
         rows = _row_geometry(c, logits.dtype, eps != 0.0, weight.shape[0] != 0)
     if rows is not None:
         kernel, block, group = rows
-        blocks = L.grid(n, block // group)
-        kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight,
-                                      ignore_index, eps, float(grad_scale), reduction,
-                                      check is not None)
-        if reduction != NONE:
-            L.sum_partials(loss, buf, blocks, 1.0, stream, use_divisor=reduction == MEAN)
-        return
-    block, group = _geometry(c)
-    key = (block, MAX_REGISTERS)
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        kernel = _KERNELS[key] = _make_kernel(block, MAX_REGISTERS)
+        args += (check is not None,)
+    else:
+        block, group = _geometry(c)
+        key = (block, MAX_REGISTERS)
+        kernel = _KERNELS.get(key)
+        if kernel is None:
+            kernel = _KERNELS[key] = _make_kernel(block, MAX_REGISTERS)
+        args += (group, check is not None)
     blocks = L.grid(n, block // group)
-    kernel[blocks, block, stream](grad, loss, pred, buf, logits, labels, weight, ignore_index,
-                                  eps, float(grad_scale), reduction, group, check is not None)
+    kernel[blocks, block, stream](*args)
     if reduction != NONE:
         L.sum_partials(loss, buf, blocks, 1.0, stream, use_divisor=reduction == MEAN)

@@ -29,7 +29,16 @@ import math
 from numba import cuda, float64, int64
 
 from . import _launch as L
-from .cross_entropy import MEAN, NONE, _better, _take
+from .cross_entropy import (
+    _better,
+    _block_partial,
+    _divisor_and_wtotal,
+    _poison,
+    _row_label,
+    _row_loss,
+    _row_outputs,
+    _take,
+)
 
 #: Bytes of a row each thread holds in registers: K = ROW_BYTES / itemsize values.
 ROW_BYTES = 128
@@ -102,37 +111,17 @@ def _make_row_kernel(block, group, k, dtype, smoothing, weighted, max_registers)
         tid = cuda.threadIdx.x
         lane = tid % group
         rows_per_block = cuda.blockDim.x // group
-        want_pred = pred.shape[0] != 0
-        div = buf[L.DIVISOR] if reduction == MEAN else 1.0
-        w_total = float64(c)
-        if smoothing and weighted:
-            w_total = buf[L.WTOTAL]
+        div, w_total = _divisor_and_wtotal(buf, reduction, eps, weighted, c)
         row_stride = int64(cuda.gridDim.x) * rows_per_block
         if checked and buf[L.BAD_LABEL] != 0.0:
-            # A label is out of range: NaN loss and gradient, pred -1, as in cross_entropy.py.
-            # The whole block returns here, before any barrier.
-            first = int64(cuda.blockIdx.x) * cuda.blockDim.x + tid
-            stride = int64(cuda.gridDim.x) * cuda.blockDim.x
-            for i in range(first, n * c, stride):
-                grad[i // c, i % c] = math.nan
-            for row in range(first, n, stride):
-                if reduction == NONE:
-                    loss[row] = math.nan
-                if want_pred:
-                    pred[row] = -1
-            if reduction != NONE and tid == 0:
-                buf[L.LOSS_OFF + cuda.blockIdx.x] = math.nan
+            _poison(grad, loss, pred, buf, reduction)  # the whole block, before any barrier
             return
         acc = 0.0
         # Every thread runs the same number of iterations (rows past n idle through them), so
         # all of them reach every barrier.
         for first in range(int64(cuda.blockIdx.x) * rows_per_block, n, row_stride):
             row = first + tid // group
-            active = row < n
-            y = int64(ignore_index)
-            if active:
-                y = int64(labels[row])
-            keep = active and y != ignore_index
+            active, y, keep = _row_label(labels, row, ignore_index)
             x = logits[row if active else 0]
             # The thread's columns are lane + i G, i < nv. Indexing slices that start at the
             # lane with the constant i G (after unrolling) makes every address the slice's
@@ -203,22 +192,9 @@ def _make_row_kernel(block, group, k, dtype, smoothing, weighted, max_registers)
                         if i < nv:
                             gl[i * group] = dt(0.0)
                 if lane == 0:
-                    if want_pred:
-                        pred[row] = best
-                    l_row = 0.0
-                    if keep:
-                        log_s = math.log(s)
-                        l_row = (1.0 - eps) * wy * ((m64 - xy) + log_s)
-                        if smoothing:
-                            l_row += eps / c * (w_total * log_s + smooth)
-                    if reduction == NONE:
-                        loss[row] = l_row
-                    else:
-                        acc += l_row
-        if reduction != NONE:
-            total = L.block_sum(sh_s, acc)
-            if tid == 0:
-                buf[L.LOSS_OFF + cuda.blockIdx.x] = total
+                    l_row = _row_loss(s, m64, xy, wy, eps, c, w_total, smooth) if keep else 0.0
+                    acc = _row_outputs(loss, pred, row, best, l_row, reduction, acc)
+        _block_partial(sh_s, buf, acc, reduction)
 
     return kernel
 
