@@ -45,15 +45,10 @@ def kernels():
     def row_kernel(c, dtype, args, cap, row_bytes=128):
         """The register kernel (plain: no smoothing, no weights) for rows of c classes, as
         ptxas builds it under ``cap`` registers, lowered to what one block needs to fit."""
-        default, rows.ROW_BYTES = rows.ROW_BYTES, row_bytes
-        try:
-            block, group, k = rows.geometry(c, dtype.bitwidth // 8)
-        finally:
-            rows.ROW_BYTES = default
-        cap = min(cap or 255, 65536 // block)
+        block, group, k = rows.geometry(c, dtype.bitwidth // 8, row_bytes)
         return (f"cross_entropy rows C={c} {dtype} ({block} thr, {group}/row, {k} values)",
                 rows._make_row_kernel(block, group, k, dtype, False, False, None).py_func,
-                args + (T.boolean,), cap)
+                args + (T.boolean,), rows.register_cap(block, cap))
 
     return [
         ("cross_entropy (256 threads)", ce._make_kernel(256).py_func,
@@ -99,7 +94,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn, sig, *cap in kernels():
             ptx, _ = cuda.compile_ptx(fn, sig, cc=(major, minor))
-            cap = [f"-maxrregcount={cap[0]}"] if cap and cap[0] < 255 else []
+            cap = [f"-maxrregcount={cap[0]}"] if cap and cap[0] else []
             path = os.path.join(tmp, "k.ptx")
             with open(path, "w") as f:
                 f.write(ptx)

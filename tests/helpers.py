@@ -20,6 +20,7 @@ ULPS = 8
 #: cover (several blocks, several grid-stride steps); large arrays there only cost minutes.
 LARGE_DEVICES = ["cpu", "cuda"] if os.environ.get("FASTML_REAL_GPU") == "1" else ["cpu"]
 
+
 def both_ce_kernels(test):
     """Run ``test`` with both CUDA cross-entropy kernels, in the simulator too (the
     ``ce_kernel`` fixture of tests/conftest.py)."""

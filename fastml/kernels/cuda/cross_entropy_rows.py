@@ -37,6 +37,7 @@ from .cross_entropy import (
     _row_label,
     _row_loss,
     _row_outputs,
+    _smooth_term,
     _take,
 )
 
@@ -158,8 +159,7 @@ def _make_row_kernel(block, group, k, dtype, smoothing, weighted, max_registers)
             for i in range(k):
                 if i < nv:
                     if smoothing:
-                        d = m64 - float64(vals[i])
-                        smooth += float64(wl[i * group]) * d if weighted else d
+                        smooth += _smooth_term(vals[i], i * group, m64, wl, weighted)
                     vals[i] = math.exp(vals[i] - m)
                     s += float64(vals[i])
             s, smooth = sums_over_group(sh_s, sh_w, tid, lane, s, smooth)
@@ -202,15 +202,16 @@ def _make_row_kernel(block, group, k, dtype, smoothing, weighted, max_registers)
 _KERNELS = {}
 
 
-def geometry(c, itemsize):
+def geometry(c, itemsize, row_bytes=None):
     """(threads per block, threads per row, values per thread) for rows of ``c`` classes, or
     None when a row does not fit in the registers of 1024 threads (64 in the simulator).
 
     The fewest threads per row (at least 4) whose K = ROW_BYTES / itemsize values hold it, and
     the fewest values per thread, a power of two, that then do (fewer kernels to compile).
-    Blocks of 256 threads (32 in the simulator), so narrow rows share a block.
+    Blocks of 256 threads (32 in the simulator), so narrow rows share a block. ``row_bytes``
+    stands in for ROW_BYTES.
     """
-    k_max = ROW_BYTES // itemsize
+    k_max = (row_bytes or ROW_BYTES) // itemsize
     hi, min_block = (64, 32) if L.SIMULATOR else (1024, 256)
     group = 4
     while group < hi and group * k_max < c:
@@ -223,12 +224,17 @@ def geometry(c, itemsize):
     return max(min_block, group), group, k
 
 
+def register_cap(block, cap):
+    """``cap`` (None: none), lowered so that a block of ``block`` threads fits an SM's 65536
+    registers; None where that leaves no cap below the ISA's own 255."""
+    fits = 65536 // block
+    regs = min(cap or fits, fits)
+    return None if regs >= 255 else regs
+
+
 def kernel_for(block, group, k, dtype, smoothing, weighted):
     """The compiled-on-first-use kernel of a geometry, for logits of numba type ``dtype``."""
-    fits = 65536 // block
-    regs = min(MAX_REGISTERS or fits, fits)
-    if regs >= 255:
-        regs = None  # no cap below the ISA's own
+    regs = register_cap(block, MAX_REGISTERS)
     key = (block, group, k, dtype, smoothing, weighted, regs)
     kernel = _KERNELS.get(key)
     if kernel is None:
