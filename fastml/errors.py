@@ -5,7 +5,7 @@ is known. They subclass the built-in type a caller would already catch, so ``exc
 keeps working.
 """
 
-__all__ = ["ShapeError", "DTypeError", "DeviceError", "NonFiniteError"]
+__all__ = ["ShapeError", "DTypeError", "DeviceError", "NonFiniteError", "CheckpointError"]
 
 
 class ShapeError(ValueError):
@@ -20,5 +20,13 @@ class DeviceError(ValueError):
     """Arrays live on different devices (CPU and GPU mixed in one call)."""
 
 
-class NonFiniteError(FloatingPointError):
-    """NaN or Inf where a finite value is required (for example too many skipped steps)."""
+class NonFiniteError(FloatingPointError, ValueError):
+    """NaN or Inf where a finite value is required (for example too many skipped steps, or a
+    NaN sample weight). Also a ``ValueError``, which is what scikit-learn raises for the same
+    input."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or state dict that is damaged or holds values the optimizer's
+    constructor would refuse (unreadable entries, a negative learning rate, a NaN step counter).
+    Nothing was written: the optimizer is as it was before the call."""
