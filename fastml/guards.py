@@ -9,13 +9,15 @@ parameters and every state buffer bitwise unchanged. ``global_norm``, ``all_fini
 
 import math
 import operator
+import threading
 
 import numpy as np
 
 from . import _arrays as A
 from . import _streams, _tensor_groups, _threads
+from ._hyper import real
 from ._dispatch import backend
-from .errors import ShapeError
+from .errors import DeviceError, ShapeError
 from .kernels import cpu as cpu_kernels
 from .kernels import step_plan as P
 
@@ -24,8 +26,10 @@ def _positive(value, name, allow_none=True):
     if value is None and allow_none:
         return None
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"{name} must be a positive number; got {type(value).__name__}") from None
     if not v > 0:
         raise ValueError(f"{name} must be a positive number; got {value!r}")
@@ -38,8 +42,21 @@ class LossScaler:
     gradients by the same scale, backs off by ``backoff_factor`` on a NaN/Inf and grows by
     ``growth_factor`` after ``growth_interval`` clean steps in a row.
 
-    The live scale belongs to the optimizer the scaler is attached to (through its ``Guard``):
-    ``scale`` reads it (on the GPU that read synchronizes).
+    One scaler holds one scale, however many optimizers use it (through their ``Guard``s):
+    each guarded step divides by the scaler's scale at that moment, and the backoff or growth
+    it decides is the scale of the next step of every one of them. Growth counts the clean
+    steps of all of them together: with two optimizers stepping once per iteration, the scale
+    grows after ``growth_interval / 2`` clean iterations (``torch.amp.GradScaler`` counts
+    ``update()`` calls, one per iteration). Read ``scale`` for each loss after the previous
+    step of any optimizer sharing the scaler: when one backward pass feeds several optimizers
+    and the first of them backs off, the later ones divide by the new scale; to keep them
+    consistent, step the parameters of one backward pass as one optimizer (a list of arrays or
+    a ``FlatParams``).
+
+    ``scale`` reads the live scale (on the GPU that read waits for the last step that used it).
+    The scaler lives on the device of the first optimizer that uses it; a CPU and a GPU
+    optimizer cannot share one. Thread-safe: steps of different optimizers that share a scaler
+    update its scale one at a time.
     """
 
     def __init__(self, init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5,
@@ -48,21 +65,55 @@ class LossScaler:
         # An infinite scale makes every scaled loss Inf/NaN: every step would be skipped.
         if not math.isfinite(self.init_scale):
             raise ValueError(f"init_scale must be a positive finite number; got {init_scale!r}")
-        self.growth_factor = float(growth_factor)
+        self.growth_factor = real(growth_factor, "growth_factor")
         if not 1.0 < self.growth_factor < math.inf:
             raise ValueError(f"growth_factor must be > 1 and finite; got {growth_factor!r}")
-        self.backoff_factor = float(backoff_factor)
+        self.backoff_factor = real(backoff_factor, "backoff_factor")
         if not 0.0 < self.backoff_factor < 1.0:
             raise ValueError(f"backoff_factor must be in (0, 1); got {backoff_factor!r}")
         self.growth_interval = _count(growth_interval, "growth_interval")
-        self._owner = None  # the optimizer whose control state holds the live scale
+        self._lock = threading.Lock()  # held while a step plans with (and updates) the scale
+        self._state = None  # (2,) float64 [scale, growth count] on the device of its optimizers
+        self._cuda = None
+        self._stream = 0  # GPU: the stream of the last step that updated the scale
+
+    def _attach(self, cuda):
+        """The live ``[scale, growth]`` array for an optimizer on the CPU (``cuda=False``) or
+        the GPU, created on first use."""
+        if self._state is None:
+            host = np.array([self.init_scale, 0.0])
+            if cuda:
+                from numba import cuda as nb_cuda
+
+                self._state = nb_cuda.to_device(host)
+                nb_cuda.synchronize()
+            else:
+                self._state = host
+            self._cuda = cuda
+        elif cuda != self._cuda:
+            where = "GPU" if self._cuda else "CPU"
+            raise DeviceError(f"scaler must serve optimizers on one device; got one already used "
+                              f"on the {where} (give each device its own LossScaler)")
+        return self._state
+
+    def _read(self):
+        """A host copy of ``[scale, growth]`` (``[init_scale, 0]`` before first use)."""
+        if self._state is None:
+            return np.array([self.init_scale, 0.0])
+        return _streams.to_host(self._state, self._stream) if self._cuda else self._state.copy()
+
+    def _write(self, scale, growth):
+        """Set the live scale and growth count (a checkpoint being loaded)."""
+        host = np.array([scale, growth], dtype=np.float64)
+        if self._cuda:
+            self._state.copy_to_device(host, stream=self._stream)
+        else:
+            self._state[:] = host
 
     @property
     def scale(self):
-        """The current loss scale (``init_scale`` until attached to an optimizer)."""
-        if self._owner is None:
-            return self.init_scale
-        return float(self._owner._read_ctl()[P.SCALE])
+        """The current loss scale (``init_scale`` until an optimizer has used it)."""
+        return float(self._read()[0])
 
     def __repr__(self):
         return (f"LossScaler(scale={self.scale!r}, growth_factor={self.growth_factor!r}, "

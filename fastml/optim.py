@@ -13,19 +13,37 @@ kernels, ``fastml._tensor_groups``), whose state buffers are flat, array after a
 
 import bisect
 import math
+import threading
 
 import numpy as np
 
 from . import _arrays as A
 from . import _device_errors, _streams, _tensor_groups, _threads
+from . import _hyper as H
 from ._dispatch import backend
 from ._snapshots import CtlSnapshots
-from .errors import DTypeError, NonFiniteError, ShapeError
+from .errors import CheckpointError, DTypeError, NonFiniteError, ShapeError
 from .guards import Guard, StepInfo
 from .kernels import cpu as cpu_kernels
 from .kernels import step_plan as P
 from .params import FlatBuffer, FlatParams
 from .schedules import Schedule
+
+
+def _in_place_view(obj, name, cuda):
+    """``obj`` as an array the optimizer can update in place: the object's own memory, not a
+    private copy of it (which ``np.asarray`` makes of lists, tuples and scalars)."""
+    a = A.as_array(obj, name, cuda)
+    _check_param(a, name)
+    if cuda or type(obj) is np.ndarray or a.size == 0:
+        return a
+    again = A.as_array(obj, name, cuda)  # a copy is a new buffer each time; a view is not
+    if again.ctypes.data != a.ctypes.data:
+        raise DTypeError(f"{name} must be an array the optimizer can update in place (a NumPy "
+                         "array, a PyTorch tensor, or a CUDA array); got a "
+                         f"{type(obj).__name__}, which would train a private copy and leave it "
+                         "unchanged (pass np.asarray(x, dtype=np.float32) and keep that array)")
+    return a
 
 
 def _check_param(a, name):
@@ -63,7 +81,8 @@ class _Ranges:
 class Optimizer:
     """Base class: parameters, state buffers, the control state and the guard.
 
-    Subclasses set ``_rule``, ``_kernel``, ``_state_names()`` and ``_kernel_args()``.
+    Subclasses set ``_rule``, ``_kernel``, ``_checked_hyper()`` (the constructor's rules, which a
+    loaded state is held to as well), ``_state_names()`` and ``_kernel_args()``.
     """
 
     _rule = None
@@ -75,22 +94,27 @@ class Optimizer:
         self._hyper = hyper
         self._set_params(params)
         self.guard = guard
+        # One step at a time: a step reads and writes the parameters, the state and ctl.
+        self._lock = threading.RLock()
         self._stream = 0  # GPU: the stream of the last step, which every device read waits for
         self._kernels = backend(self._cuda)
         self.lr = lr  # validates and builds the configuration
         self.state = self._new_states()
+        scaler = self._scaler
+        # The live loss scale: the scaler's, shared with every optimizer that uses it.
+        live = scaler._read() if scaler is not None else np.array([1.0, 0.0])
         ctl = np.zeros(P.CTL_SIZE)
-        scaler = guard.scaler if guard is not None else None
-        ctl[P.SCALE] = ctl[P.SCALE_USED] = scaler.init_scale if scaler is not None else 1.0
+        ctl[P.SCALE] = ctl[P.SCALE_USED] = live[0]
+        ctl[P.GROWTH] = live[1]
         ctl[P.UNSCALE] = 1.0 / ctl[P.SCALE]
         ctl[P.CLIP_COEF] = 1.0
         ctl[P.NORM] = ctl[P.LR] = math.nan
         self._ctl = self._to_device(ctl)
+        self._scale_state = (scaler._attach(self._cuda) if scaler is not None
+                             else self._ctl[P.SCALE:P.GROWTH + 1])
         self._red = self._to_device(np.zeros(P.RED_SIZE))
         # GPU: where each step's control state is copied for its StepInfo (see StepInfo).
         self._snapshots = CtlSnapshots() if self._cuda else None
-        if scaler is not None:
-            scaler._owner = self
         if self._cuda:
             # The buffers above were copied on the default stream; the first step may run on
             # any stream (one synchronization, at construction).
@@ -115,8 +139,7 @@ class Optimizer:
         arrays, names = [], []
         for i, obj in enumerate(objs):
             name = "params" if self._structure == "single" else f"params[{i}]"
-            a = A.as_array(obj, name, self._cuda)
-            _check_param(a, name)
+            a = _in_place_view(obj, name, self._cuda)
             arrays.append(a)
             names.append(name)
         self._ranges = _Ranges(arrays, names)
@@ -175,8 +198,14 @@ class Optimizer:
 
     # state and configuration -------------------------------------------------------------------
 
-    def _state_names(self):
+    def _state_names(self, hyper=None):
+        """The state buffers the rule keeps under ``hyper`` (default: this optimizer's)."""
         return ()
+
+    @staticmethod
+    def _checked_hyper(hyper):
+        """``hyper`` (name -> value, without lr) by the constructor's rules, converted."""
+        return dict(hyper)
 
     def _state_init(self, name):
         return 0.0
@@ -214,15 +243,14 @@ class Optimizer:
     @lr.setter
     def lr(self, value):
         if not callable(value):
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise TypeError("lr must be a number or a schedule (a callable step -> lr); "
-                                f"got {type(value).__name__}") from None
-            if not value >= 0 or not math.isfinite(value):
-                raise ValueError(f"lr must be a non-negative number; got {value!r}")
-        self._lr = value
-        self._build_cfg()
+            value = H.learning_rate(value)
+        with self._lock:
+            self._lr = value
+            self._build_cfg()
+
+    @property
+    def _scaler(self):
+        return self.guard.scaler if self.guard is not None else None
 
     def _build_cfg(self):
         cfg = np.zeros(P.CFG_SIZE)
@@ -277,8 +305,15 @@ class Optimizer:
         ``FlatParams``, whose ``grad`` buffer is used). Returns a ``StepInfo`` (on the GPU it
         reads the device when first asked, so ``step()`` itself does not wait for the device).
 
+        Steps of one optimizer from several threads run one at a time, in the order they take
+        its lock; none is lost.
+
         Raises ``NonFiniteError`` after ``guard.max_consecutive_skips`` skipped steps in a row.
         """
+        with self._lock:
+            return self._step(grads)
+
+    def _step(self, grads):
         gs, starts = self._grad_arrays(grads)
         g_addr = None if self._cuda else [grp.addresses(starts) for grp in self._groups]
         if self._cuda:
@@ -302,13 +337,7 @@ class Optimizer:
                 _threads.call(cpu_kernels.grad_stats_tensors, grp.size, self._red, grp.chunks,
                               addr, self._ctl, self._clip_value, grp.like)
         guarded = self.guard is not None
-        if self._cuda:
-            # The plan and a snapshot of its result in one launch; the StepInfo reads the
-            # snapshot when first asked, so the host does not wait for the device here.
-            snap = self._snapshots.take(self._stream)
-            k.plan_step_snapshot(self._ctl, self._red, self._cfg, self._snapshots.ring, snap.row)
-        else:
-            k.plan_step(self._ctl, self._red, self._cfg)
+        snap = self._plan()
         if self._cuda:
             for i, (p, g) in enumerate(zip(self._params, gs, strict=True)):
                 states, hyper = self._kernel_args({n: a[i] for n, a in self.state.items()},
@@ -334,6 +363,33 @@ class Optimizer:
                 "(lower the learning rate, check the loss, or enable a LossScaler)")
         return info
 
+    def _plan(self):
+        """Run the step plan; on the GPU return the snapshot its StepInfo reads.
+
+        A shared ``LossScaler``'s scale is read and updated by one plan at a time (its lock on
+        the CPU; on the GPU its array is ordered on the streams of the steps that use it)."""
+        scaler = self._scaler
+        if scaler is None:
+            return self._launch_plan()
+        with scaler._lock:
+            if self._cuda and not _streams.same(scaler._stream, self._stream):
+                # The last step that changed the scale may have run on another stream.
+                _streams.wait_for(self._stream, scaler._stream)
+                scaler._stream = self._stream
+            return self._launch_plan()
+
+    def _launch_plan(self):
+        k = self._kernels
+        if not self._cuda:
+            k.plan_step(self._ctl, self._red, self._cfg, self._scale_state)
+            return None
+        # The plan and a snapshot of its result in one launch; the StepInfo reads the
+        # snapshot when first asked, so the host does not wait for the device here.
+        snap = self._snapshots.take(self._stream)
+        k.plan_step_snapshot(self._ctl, self._red, self._cfg, self._scale_state,
+                             self._snapshots.ring, snap.row)
+        return snap
+
     def _use_stream(self, stream):
         """Launch this and later steps on ``stream``; when it is not the last step's, it first
         waits (on the device) for the work queued on the last one, which owns the state."""
@@ -354,74 +410,149 @@ class Optimizer:
     def state_dict(self):
         """Host copies of everything a resumed run needs: kind, hyper-parameters, the control
         state (step counter, loss scale, skip counts) and every state buffer."""
-        host = self._host if self._cuda else (lambda a: a.copy())
-        return {
-            "kind": type(self).__name__,
-            "hyper": dict(self._hyper, lr=self._lr if not callable(self._lr) else None),
-            "ctl": host(self._ctl),
-            "scaler": self.guard is not None and self.guard.scaler is not None,
-            "state": {name: [host(a) for a in arrays] for name, arrays in self.state.items()},
-        }
+        with self._lock:
+            host = self._host if self._cuda else (lambda a: a.copy())
+            ctl = host(self._ctl)
+            if self._scaler is not None:  # the live scale, which other optimizers may have moved
+                ctl[P.SCALE], ctl[P.GROWTH] = self._scaler._read()
+            return {
+                "kind": type(self).__name__,
+                "hyper": dict(self._hyper, lr=self._lr if not callable(self._lr) else None),
+                "ctl": ctl,
+                "scaler": self._scaler is not None,
+                "state": {name: [host(a) for a in arrays]
+                          for name, arrays in self.state.items()},
+            }
 
     def load_state_dict(self, state):
-        """Restore ``state_dict()`` output. Everything is checked before anything is written:
-        a checkpoint of another kind, with other buffers, shapes or dtypes is refused."""
-        self._check_state_dict(state)
+        """Restore ``state_dict()`` output, all or nothing.
+
+        Everything is checked before anything is written: a state of another kind, with other
+        buffers, shapes or dtypes is refused (``ValueError``, ``ShapeError``, ``DTypeError``),
+        and so are values the constructor would refuse or a step could not use (a negative or
+        NaN learning rate, ``beta1=7``, a step counter that is not a count:
+        ``CheckpointError``). With a ``LossScaler``, the loaded scale becomes the scaler's, for
+        every optimizer that shares it.
+        """
+        with self._lock:
+            hyper, lr, ctl, buffers = self._checked_state(state)
+            self._write_state(hyper, lr, ctl, buffers)
+
+    def _write_state(self, hyper, lr, ctl, buffers):
+        """Write a state that ``_checked_state`` accepted (nothing here can fail on its values)."""
         for name, arrays in self.state.items():
-            for dst, src in zip(arrays, state["state"][name], strict=True):
-                self._write(dst, np.asarray(src).reshape(-1))
-        ctl = np.array(state["ctl"], dtype=np.float64)
-        scaler = self.guard.scaler if self.guard is not None else None
-        if scaler is None:
-            # The loss scale belongs to a scaler: without one, gradients are not scaled, so a
-            # checkpoint of a scaled run must not make this optimizer divide them.
-            ctl[P.SCALE], ctl[P.GROWTH] = 1.0, 0.0
-        elif state.get("scaler") is False:
-            # A run without a scaler recorded scale 1; a scaler starts from its own init_scale.
-            ctl[P.SCALE], ctl[P.GROWTH] = scaler.init_scale, 0.0
+            for dst, src in zip(arrays, buffers[name], strict=True):
+                self._write(dst, src)
+        scaler = self._scaler
+        if scaler is not None:
+            with scaler._lock:
+                scaler._write(ctl[P.SCALE], ctl[P.GROWTH])
         self._write(self._ctl, ctl)
-        for key, value in state["hyper"].items():
-            if key == "lr":
-                if value is not None and not callable(self._lr):
-                    self._lr = float(value)
-            else:
-                self._hyper[key] = value
+        self._hyper = hyper
+        if lr is not None and not callable(self._lr):
+            self._lr = lr
         self._build_cfg()
 
-    def _check_state_dict(self, state):
+    def _checked_state(self, state):
+        """``(hyper, lr, ctl, buffers)`` of a ``state_dict()``, validated and converted: the
+        hyper-parameters by the constructor's rules, ctl as a float64 array with its scale
+        fields set for this optimizer, each buffer flat in its buffer's dtype."""
         kind = type(self).__name__
+        if not isinstance(state, dict):
+            raise ValueError("state must be a dict from state_dict() with kind, hyper, ctl and "
+                             f"state; got {type(state).__name__}")
         try:
             got_kind, hyper, ctl, buffers = (state["kind"], state["hyper"], state["ctl"],
                                              state["state"])
-        except (KeyError, TypeError):
+        except KeyError:
             raise ValueError("state must be a dict from state_dict() with kind, hyper, ctl and "
                              "state") from None
-        if got_kind != kind:
+        if not isinstance(got_kind, str) or got_kind != kind:
             raise ValueError(f"state must be of a {kind} optimizer; got one of {got_kind}")
-        if set(hyper) != set(self._hyper) | {"lr"}:
+        if not isinstance(hyper, dict) or set(hyper) != set(self._hyper) | {"lr"}:
+            got = sorted(map(str, hyper)) if isinstance(hyper, dict) else type(hyper).__name__
             raise ValueError(f"state hyper-parameters must be {sorted(set(self._hyper) | {'lr'})}"
-                             f"; got {sorted(hyper)}")
+                             f"; got {got}")
+        try:
+            lr = None if hyper["lr"] is None else H.learning_rate(hyper["lr"], "state lr")
+            new = self._checked_hyper({k: v for k, v in hyper.items() if k != "lr"})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"state hyper-parameters must pass the {kind} constructor's "
+                                  f"checks; {exc}") from None
         for key in ("amsgrad", "centered", "nesterov", "decoupled_weight_decay"):
-            if key in self._hyper and bool(hyper[key]) != bool(self._hyper[key]):
+            if key in self._hyper and new[key] != self._hyper[key]:
                 raise ValueError(f"state must come from an optimizer with {key}="
                                  f"{self._hyper[key]}; got {key}={hyper[key]}")
-        ctl = np.asarray(ctl)
-        if ctl.shape != (P.CTL_SIZE,) or ctl.dtype != np.float64:
-            raise ShapeError(f"state ctl must be float64 of shape ({P.CTL_SIZE},); got "
-                             f"{ctl.dtype} {ctl.shape}")
-        if set(buffers) != set(self.state):
-            raise ValueError(f"state buffers must be {sorted(self.state)}; got {sorted(buffers)}")
+        if not isinstance(buffers, dict) or set(buffers) != set(self.state):
+            got = sorted(map(str, buffers)) if isinstance(buffers, dict) else type(buffers)
+            raise ValueError(f"state buffers must be {sorted(self.state)}; got {got}")
+        needed = self._state_names(new)
+        if set(needed) != set(self.state):
+            raise ValueError(
+                f"state hyper-parameters must need the buffers this optimizer has "
+                f"({sorted(self.state)}); got ones that need {sorted(needed)} (construct the "
+                f"optimizer with the checkpoint's hyper-parameters, e.g. momentum, to load it)")
+        scaled = state.get("scaler", False)
+        if not isinstance(scaled, (bool, np.bool_)):
+            raise CheckpointError(f"state scaler must be True or False; got {scaled!r}")
+        ctl = self._checked_ctl(ctl, bool(scaled))
+        flat = {}
         for name, arrays in self.state.items():
-            if len(buffers[name]) != len(arrays):
-                raise ShapeError(f"state {name!r} must hold {len(arrays)} arrays; got "
-                                 f"{len(buffers[name])}")
-            for i, (dst, src) in enumerate(zip(arrays, buffers[name], strict=True)):
-                src = np.asarray(src)
+            srcs = buffers[name]
+            if not isinstance(srcs, (list, tuple)) or len(srcs) != len(arrays):
+                got = (f"{len(srcs)} arrays" if isinstance(srcs, (list, tuple))
+                       else type(srcs).__name__)
+                raise ShapeError(f"state {name!r} must hold {len(arrays)} arrays; got {got}")
+            flat[name] = []
+            for i, (dst, src) in enumerate(zip(arrays, srcs, strict=True)):
+                try:
+                    src = np.asarray(src)
+                except (TypeError, ValueError) as exc:
+                    raise CheckpointError(f"state {name}[{i}] must be an array; got "
+                                          f"{type(src).__name__} ({exc})") from None
                 if src.size != dst.size:
                     raise ShapeError(f"state {name}[{i}] must have {dst.size} elements; got "
                                      f"shape {src.shape}")
                 if src.dtype != dst.dtype:
                     raise DTypeError(f"state {name}[{i}] must be {dst.dtype}; got {src.dtype}")
+                flat[name].append(src.reshape(-1))
+        return new, lr, ctl, flat
+
+    def _checked_ctl(self, ctl, scaled):
+        """The loaded control state as a new float64 array, its counters checked, its scale
+        fields those this optimizer continues from."""
+        try:
+            ctl = np.array(ctl)
+        except (TypeError, ValueError):
+            raise CheckpointError(f"state ctl must be float64 of shape ({P.CTL_SIZE},); got "
+                                  f"{type(ctl).__name__}") from None
+        if ctl.shape != (P.CTL_SIZE,) or ctl.dtype != np.float64:
+            raise ShapeError(f"state ctl must be float64 of shape ({P.CTL_SIZE},); got "
+                             f"{ctl.dtype} {ctl.shape}")
+        for field, name in ((P.STEP, "step"), (P.SKIPPED, "skipped"),
+                            (P.CONSEC, "consecutive skips"), (P.GROWTH, "growth count")):
+            v = ctl[field]
+            if not (math.isfinite(v) and v >= 0 and v == math.floor(v) and v < 2.0**53):
+                raise CheckpointError(f"state ctl {name} (ctl[{field}]) must be a count (a "
+                                      f"whole number >= 0); got {float(v)!r}")
+        if ctl[P.CONSEC] > ctl[P.SKIPPED]:
+            raise CheckpointError(f"state ctl consecutive skips ({float(ctl[P.CONSEC])!r}) must "
+                                  f"not exceed the skipped total ({float(ctl[P.SKIPPED])!r})")
+        if ctl[P.APPLIED] not in (0.0, 1.0):
+            raise CheckpointError(f"state ctl applied flag (ctl[{P.APPLIED}]) must be 0 or 1; "
+                                  f"got {float(ctl[P.APPLIED])!r}")
+        scaler = self._scaler
+        if scaler is None:
+            # The loss scale belongs to a scaler: without one, gradients are not scaled, so a
+            # checkpoint of a scaled run must not make this optimizer divide them.
+            ctl[P.SCALE], ctl[P.GROWTH] = 1.0, 0.0
+        elif not scaled:
+            # A run without a scaler recorded scale 1; a scaler starts from its own init_scale.
+            ctl[P.SCALE], ctl[P.GROWTH] = scaler.init_scale, 0.0
+        elif not (math.isfinite(ctl[P.SCALE]) and ctl[P.SCALE] > 0):
+            raise CheckpointError(f"state ctl loss scale (ctl[{P.SCALE}]) must be a positive "
+                                  f"finite number; got {float(ctl[P.SCALE])!r}")
+        return ctl
 
     def _write(self, dst, src):
         if self._cuda:
@@ -434,20 +565,6 @@ class Optimizer:
         return f"{type(self).__name__}(lr={self._lr!r}, {hyper}, guard={self.guard!r})"
 
 
-def _check_unit(value, name, *, upper_open=True):
-    v = float(value)
-    if not (0.0 <= v < 1.0 if upper_open else 0.0 <= v <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1{')' if upper_open else ']'}; got {value!r}")
-    return v
-
-
-def _check_nonneg(value, name):
-    v = float(value)
-    if not v >= 0.0 or not math.isfinite(v):
-        raise ValueError(f"{name} must be a non-negative number; got {value!r}")
-    return v
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay
     (``torch.optim.SGD``; see ``fastml.kernels.cpu.sgd`` for the update equation)."""
@@ -457,18 +574,25 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
                  weight_decay=0.0, maximize=False, guard=None):
-        momentum = _check_nonneg(momentum, "momentum")
-        dampening = _check_nonneg(dampening, "dampening")
+        super().__init__(params, lr, guard, **self._checked_hyper(dict(
+            momentum=momentum, dampening=dampening, nesterov=nesterov,
+            weight_decay=weight_decay, maximize=maximize)))
+
+    @staticmethod
+    def _checked_hyper(h):
+        momentum = H.nonneg(h["momentum"], "momentum")
+        dampening = H.nonneg(h["dampening"], "dampening")
+        nesterov = H.flag(h["nesterov"], "nesterov")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov must come with momentum > 0 and dampening = 0; got "
                              f"momentum={momentum!r}, dampening={dampening!r}")
-        super().__init__(params, lr, guard, momentum=momentum, dampening=dampening,
-                         nesterov=bool(nesterov),
-                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
-                         maximize=bool(maximize))
+        return dict(momentum=momentum, dampening=dampening, nesterov=nesterov,
+                    weight_decay=H.nonneg(h["weight_decay"], "weight_decay"),
+                    maximize=H.flag(h["maximize"], "maximize"))
 
-    def _state_names(self):
-        return ("momentum_buffer",) if self._hyper["momentum"] != 0 else ()
+    def _state_names(self, hyper=None):
+        h = self._hyper if hyper is None else hyper
+        return ("momentum_buffer",) if h["momentum"] != 0 else ()
 
     def _kernel_args(self, state, empty):
         h = self._hyper
@@ -490,14 +614,23 @@ class Adam(Optimizer):
             beta1, beta2 = betas
         except (TypeError, ValueError):
             raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}") from None
-        super().__init__(params, lr, guard, beta1=_check_unit(beta1, "betas[0]"),
-                         beta2=_check_unit(beta2, "betas[1]"), eps=_check_nonneg(eps, "eps"),
-                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
-                         decoupled_weight_decay=bool(decoupled_weight_decay),
-                         amsgrad=bool(amsgrad), maximize=bool(maximize))
+        super().__init__(params, lr, guard, **self._checked_hyper(dict(
+            beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad, maximize=maximize)))
 
-    def _state_names(self):
-        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self._hyper["amsgrad"] else ())
+    @staticmethod
+    def _checked_hyper(h):
+        return dict(beta1=H.unit(h["beta1"], "betas[0]"), beta2=H.unit(h["beta2"], "betas[1]"),
+                    eps=H.nonneg(h["eps"], "eps"),
+                    weight_decay=H.nonneg(h["weight_decay"], "weight_decay"),
+                    decoupled_weight_decay=H.flag(h["decoupled_weight_decay"],
+                                                  "decoupled_weight_decay"),
+                    amsgrad=H.flag(h["amsgrad"], "amsgrad"),
+                    maximize=H.flag(h["maximize"], "maximize"))
+
+    def _state_names(self, hyper=None):
+        h = self._hyper if hyper is None else hyper
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if h["amsgrad"] else ())
 
     def _fill_cfg(self, cfg):
         cfg[P.BETA1], cfg[P.BETA2] = self._hyper["beta1"], self._hyper["beta2"]
@@ -526,14 +659,21 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, maximize=False, guard=None):
-        super().__init__(params, lr, guard, alpha=_check_unit(alpha, "alpha", upper_open=False),
-                         eps=_check_nonneg(eps, "eps"),
-                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
-                         momentum=_check_nonneg(momentum, "momentum"), centered=bool(centered),
-                         maximize=bool(maximize))
+        super().__init__(params, lr, guard, **self._checked_hyper(dict(
+            alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+            centered=centered, maximize=maximize)))
 
-    def _state_names(self):
-        h = self._hyper
+    @staticmethod
+    def _checked_hyper(h):
+        return dict(alpha=H.unit(h["alpha"], "alpha", upper_open=False),
+                    eps=H.nonneg(h["eps"], "eps"),
+                    weight_decay=H.nonneg(h["weight_decay"], "weight_decay"),
+                    momentum=H.nonneg(h["momentum"], "momentum"),
+                    centered=H.flag(h["centered"], "centered"),
+                    maximize=H.flag(h["maximize"], "maximize"))
+
+    def _state_names(self, hyper=None):
+        h = self._hyper if hyper is None else hyper
         return (("square_avg",) + (("grad_avg",) if h["centered"] else ())
                 + (("momentum_buffer",) if h["momentum"] > 0 else ()))
 
@@ -554,13 +694,19 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, maximize=False, guard=None):
-        super().__init__(params, lr, guard, lr_decay=_check_nonneg(lr_decay, "lr_decay"),
-                         weight_decay=_check_nonneg(weight_decay, "weight_decay"),
-                         initial_accumulator_value=_check_nonneg(initial_accumulator_value,
-                                                                 "initial_accumulator_value"),
-                         eps=_check_nonneg(eps, "eps"), maximize=bool(maximize))
+        super().__init__(params, lr, guard, **self._checked_hyper(dict(
+            lr_decay=lr_decay, weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value, eps=eps, maximize=maximize)))
 
-    def _state_names(self):
+    @staticmethod
+    def _checked_hyper(h):
+        return dict(lr_decay=H.nonneg(h["lr_decay"], "lr_decay"),
+                    weight_decay=H.nonneg(h["weight_decay"], "weight_decay"),
+                    initial_accumulator_value=H.nonneg(h["initial_accumulator_value"],
+                                                       "initial_accumulator_value"),
+                    eps=H.nonneg(h["eps"], "eps"), maximize=H.flag(h["maximize"], "maximize"))
+
+    def _state_names(self, hyper=None):
         return ("sum",)
 
     def _state_init(self, name):

@@ -451,7 +451,7 @@ TYPECHECK = textwrap.dedent("""
         lower(mod["grad_stats"]._scale_inplace_kernel, a, dt)
     lower(mod["grad_stats"]._grad_stats_finish_kernel, f8, f8, i8)
     # The plan's min/max only ever see finite values.
-    lower(mod["step_plan"]._plan_step_snapshot_kernel, f8, f8, f8, T.float64[:, ::1], i8,
+    lower(mod["step_plan"]._plan_step_snapshot_kernel, f8, f8, f8, f8, T.float64[:, ::1], i8,
           elementwise=False)
     print("ok")
 """)

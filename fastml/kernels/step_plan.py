@@ -12,6 +12,11 @@ Arrays (float64):
   ``ctl``  persistent control state of one optimizer (indices below); also what ``StepInfo`` reads.
   ``red``  per-step gradient statistics: ``red[SUMSQ]``, ``red[NONFINITE]``.
   ``cfg``  hyper-parameters fixed between steps (indices below).
+  ``scaler`` the live loss scale and its growth count, ``(2,)``: ``scaler[0]`` the scale,
+         ``scaler[1]`` finite steps since it last changed. A ``LossScaler`` owns one such array
+         and every optimizer that uses it passes the same one, so a backoff or growth decided
+         in one optimizer's step is the scale of the next step of any of them. An optimizer
+         without a scaler passes ``ctl[SCALE:GROWTH + 1]``, its own.
 """
 
 import math
@@ -20,8 +25,8 @@ from numba.extending import register_jitable
 
 # ctl: persistent state -------------------------------------------------------------------------
 STEP = 0  # applied steps so far
-SCALE = 1  # current loss scale (1 without a scaler)
-GROWTH = 2  # finite steps since the last scale change
+SCALE = 1  # loss scale after the latest step (1 without a scaler; a copy of scaler[0])
+GROWTH = 2  # finite steps since the last scale change (a copy of scaler[1])
 SKIPPED = 3  # skipped steps in total
 CONSEC = 4  # skipped steps in a row
 APPLIED = 5  # 1.0 if the latest step was applied, 0.0 if skipped
@@ -89,16 +94,17 @@ def schedule_lr(kind, base, p0, p1, p2, step):
     return base
 
 
-def plan_step(ctl, red, cfg):
-    """Decide this step and write its scalars into ``ctl`` (see the module docstring)."""
+def plan_step(ctl, red, cfg, scaler):
+    """Decide this step and write its scalars into ``ctl``; update the loss scale in ``scaler``
+    (see the module docstring)."""
     finite = red[NONFINITE] == 0.0
     apply = finite or cfg[CHECK_FINITE] == 0.0
     norm = math.sqrt(red[SUMSQ]) if cfg[STATS] != 0.0 else math.nan
     red[SUMSQ] = 0.0  # ready for the next step's guard pass, which adds to it
     red[NONFINITE] = 0.0
     ctl[NORM] = norm
-    ctl[SCALE_USED] = ctl[SCALE]
-    ctl[UNSCALE] = 1.0 / ctl[SCALE]
+    ctl[SCALE_USED] = scaler[0]
+    ctl[UNSCALE] = 1.0 / scaler[0]
     coef = 1.0
     if cfg[CLIP_NORM] < math.inf:
         # PyTorch's clamp(max=1) keeps a NaN coefficient (NaN norm) and gives 0 for an Inf
@@ -110,15 +116,17 @@ def plan_step(ctl, red, cfg):
     if cfg[USE_SCALER] != 0.0:
         # torch.amp.GradScaler.update: back off on overflow, grow after growth_interval clean steps.
         if finite:
-            ctl[GROWTH] += 1.0
-            if ctl[GROWTH] >= cfg[GROWTH_INTERVAL]:
-                grown = ctl[SCALE] * cfg[GROWTH_FACTOR]
+            scaler[1] += 1.0
+            if scaler[1] >= cfg[GROWTH_INTERVAL]:
+                grown = scaler[0] * cfg[GROWTH_FACTOR]
                 if grown < math.inf:  # GradScaler keeps the old scale rather than overflow
-                    ctl[SCALE] = grown
-                ctl[GROWTH] = 0.0
+                    scaler[0] = grown
+                scaler[1] = 0.0
         else:
-            ctl[SCALE] = ctl[SCALE] * cfg[BACKOFF_FACTOR]
-            ctl[GROWTH] = 0.0
+            scaler[0] = scaler[0] * cfg[BACKOFF_FACTOR]
+            scaler[1] = 0.0
+    ctl[SCALE] = scaler[0]
+    ctl[GROWTH] = scaler[1]
     if not apply:
         ctl[APPLIED] = 0.0
         ctl[SKIPPED] += 1.0

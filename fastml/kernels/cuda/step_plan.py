@@ -14,18 +14,18 @@ _plan_step = cuda.jit(device=True)(_shared.plan_step)
 
 
 @cuda.jit
-def _plan_step_kernel(ctl, red, cfg):
-    _plan_step(ctl, red, cfg)
+def _plan_step_kernel(ctl, red, cfg, scaler):
+    _plan_step(ctl, red, cfg, scaler)
 
 
 @cuda.jit
-def _plan_step_snapshot_kernel(ctl, red, cfg, ring, row):
-    _plan_step(ctl, red, cfg)
+def _plan_step_snapshot_kernel(ctl, red, cfg, scaler, ring, row):
+    _plan_step(ctl, red, cfg, scaler)
     for k in range(ctl.shape[0]):
         ring[row, k] = ctl[k]
 
 
-def plan_step(ctl, red, cfg, stream=0):
+def plan_step(ctl, red, cfg, scaler, stream=0):
     """Decide this step on the device and write its scalars into ``ctl``.
 
     Parameters
@@ -33,19 +33,32 @@ def plan_step(ctl, red, cfg, stream=0):
     ctl : (16,) float64 device array, updated in place (see ``fastml.kernels.step_plan``)
     red : (2,) float64 device array, read, then zeroed for the next step's guard pass
     cfg : (16,) float64 device array, read
+    scaler : (2,) float64 device array, the loss scale and its growth count, updated in place
+        (``ctl[1:3]`` without a loss scaler)
     stream : numba stream or 0
     """
-    _plan_step_kernel[1, 1, stream](ctl, red, cfg)
+    _check_plan_arrays(ctl, red, cfg, scaler)
+    _plan_step_kernel[1, 1, stream](ctl, red, cfg, scaler)
 
 
-def plan_step_snapshot(ctl, red, cfg, ring, row, stream=0):
+def plan_step_snapshot(ctl, red, cfg, scaler, ring, row, stream=0):
     """``plan_step``, then ``ring[row, :] = ctl`` in the same one-thread launch.
 
     Parameters
     ----------
-    ctl, red, cfg : as in ``plan_step``
+    ctl, red, cfg, scaler : as in ``plan_step``
     ring : (slots, 16) float64 device array, row ``row`` written
     row : int
     stream : numba stream or 0
     """
-    _plan_step_snapshot_kernel[1, 1, stream](ctl, red, cfg, ring, row)
+    _check_plan_arrays(ctl, red, cfg, scaler)
+    if ring.ndim != 2 or ring.shape[1] < ctl.shape[0] or not 0 <= row < ring.shape[0]:
+        raise ValueError("ring must be (slots, len(ctl)) and row one of its rows")
+    _plan_step_snapshot_kernel[1, 1, stream](ctl, red, cfg, scaler, ring, row)
+
+
+def _check_plan_arrays(ctl, red, cfg, scaler):
+    if (ctl.shape[0] < _shared.CTL_SIZE or red.shape[0] < _shared.RED_SIZE
+            or cfg.shape[0] < _shared.CFG_SIZE or scaler.shape[0] < 2):
+        raise ValueError("ctl, red, cfg and scaler must hold at least CTL_SIZE, RED_SIZE, "
+                         "CFG_SIZE and 2 elements")

@@ -1,0 +1,59 @@
+"""The rules for optimizer hyper-parameters, shared by the constructors and by checkpoint loads
+(a loaded value is held to the rule the constructor applies to the same argument)."""
+
+import math
+import operator
+
+import numpy as np
+
+
+def real(value, name):
+    """``value`` as a Python float; strings, ``None`` and complex numbers are refused."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a number; got {type(value).__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__}") from None
+
+
+def nonneg(value, name):
+    v = real(value, name)
+    if not v >= 0.0 or not math.isfinite(v):
+        raise ValueError(f"{name} must be a non-negative number; got {value!r}")
+    return v
+
+
+def unit(value, name, *, upper_open=True):
+    v = real(value, name)
+    if not (0.0 <= v < 1.0 if upper_open else 0.0 <= v <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1{')' if upper_open else ']'}; got {value!r}")
+    return v
+
+
+def flag(value, name):
+    """``value`` as a bool: True, False, or the integers 1 and 0."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    try:
+        v = operator.index(value)  # bool and integer types
+    except TypeError:
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__}") from None
+    if v not in (0, 1):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(v)
+
+
+def learning_rate(value, name="lr"):
+    """A constant learning rate: a non-negative finite float."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be a number or a schedule (a callable step -> lr); got "
+                        f"{type(value).__name__}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TypeError(f"{name} must be a number or a schedule (a callable step -> lr); got "
+                        f"{type(value).__name__}") from None
+    if not v >= 0 or not math.isfinite(v):
+        raise ValueError(f"{name} must be a non-negative number; got {value!r}")
+    return v
