@@ -78,6 +78,10 @@ class _Ranges:
         return None
 
 
+#: State buffers that accumulate squares: never negative.
+_SQUARE_SUMS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
+
+
 class Optimizer:
     """Base class: parameters, state buffers, the control state and the guard.
 
@@ -515,7 +519,19 @@ class Optimizer:
                                      f"shape {src.shape}")
                 if src.dtype != dst.dtype:
                     raise DTypeError(f"state {name}[{i}] must be {dst.dtype}; got {src.dtype}")
-                flat[name].append(src.reshape(-1))
+                src = src.reshape(-1)
+                # A step divides by the square root of these: a negative or NaN entry would
+                # make its parameter NaN.
+                square = name in _SQUARE_SUMS
+                ok = np.isfinite(src)
+                if square:
+                    ok &= src >= 0
+                bad = np.flatnonzero(~ok)
+                if bad.size:
+                    raise CheckpointError(
+                        f"state {name}[{i}] must be finite{' and >= 0' if square else ''}; "
+                        f"got {float(src[bad[0]])!r} at index {bad[0]}")
+                flat[name].append(src)
         return new, lr, ctl, flat
 
     def _checked_ctl(self, ctl, scaled):
