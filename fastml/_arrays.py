@@ -67,6 +67,20 @@ def as_array(x, name, cuda):
         raise DTypeError(f"{name} must be an array; got {type(x).__name__}") from exc
 
 
+def check_in_place(obj, a, name, cuda):
+    """``a`` (``as_array(obj)``) must be ``obj``'s own memory, so that writing into ``a``
+    updates ``obj``: ``np.asarray`` makes a private copy of lists, tuples and scalars, and a
+    result written there would be lost."""
+    if cuda or type(obj) is np.ndarray or a.size == 0:
+        return
+    again = as_array(obj, name, cuda)  # a copy is a new buffer each time; a view is not
+    if again.ctypes.data != a.ctypes.data:
+        raise DTypeError(f"{name} must be an array that can be updated in place (a NumPy "
+                         "array, a PyTorch tensor, or a CUDA array); got a "
+                         f"{type(obj).__name__}, of which only a private copy would change "
+                         "(pass np.asarray(x, dtype=np.float32) and keep that array)")
+
+
 def check_float(a, name):
     if np.dtype(a.dtype) not in FLOAT_DTYPES:
         raise DTypeError(

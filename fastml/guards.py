@@ -313,7 +313,12 @@ def clip_grad_norm(grads, max_norm):
     A NaN/Inf norm makes the gradients NaN, as in PyTorch (``error_if_nonfinite=False``)."""
     max_norm = _positive(max_norm, "max_norm", allow_none=False)
     arrays, cuda, stream = _grad_list(grads)
-    for i, a in enumerate(arrays):
+    from .params import FlatBuffer
+
+    objs = ([grads.data] if isinstance(grads, FlatBuffer)
+            else grads if isinstance(grads, (list, tuple)) else [grads])
+    for i, (obj, a) in enumerate(zip(objs, arrays, strict=True)):
+        A.check_in_place(obj, a, f"grads[{i}]", cuda)
         if not (a.flags["C_CONTIGUOUS"] if isinstance(a, np.ndarray) else a.is_c_contiguous()):
             raise ShapeError(f"grads[{i}] must be C-contiguous to be clipped in place")
         if isinstance(a, np.ndarray) and not a.flags.writeable:

@@ -30,22 +30,6 @@ from .params import FlatBuffer, FlatParams
 from .schedules import Schedule
 
 
-def _in_place_view(obj, name, cuda):
-    """``obj`` as an array the optimizer can update in place: the object's own memory, not a
-    private copy of it (which ``np.asarray`` makes of lists, tuples and scalars)."""
-    a = A.as_array(obj, name, cuda)
-    _check_param(a, name)
-    if cuda or type(obj) is np.ndarray or a.size == 0:
-        return a
-    again = A.as_array(obj, name, cuda)  # a copy is a new buffer each time; a view is not
-    if again.ctypes.data != a.ctypes.data:
-        raise DTypeError(f"{name} must be an array the optimizer can update in place (a NumPy "
-                         "array, a PyTorch tensor, or a CUDA array); got a "
-                         f"{type(obj).__name__}, which would train a private copy and leave it "
-                         "unchanged (pass np.asarray(x, dtype=np.float32) and keep that array)")
-    return a
-
-
 def _check_param(a, name):
     A.check_float(a, name)
     if not (a.flags["C_CONTIGUOUS"] if isinstance(a, np.ndarray) else a.is_c_contiguous()):
@@ -143,7 +127,9 @@ class Optimizer:
         arrays, names = [], []
         for i, obj in enumerate(objs):
             name = "params" if self._structure == "single" else f"params[{i}]"
-            a = _in_place_view(obj, name, self._cuda)
+            a = A.as_array(obj, name, self._cuda)
+            _check_param(a, name)
+            A.check_in_place(obj, a, name, self._cuda)
             arrays.append(a)
             names.append(name)
         self._ranges = _Ranges(arrays, names)

@@ -87,8 +87,15 @@ def test_an_edited_checkpoint_file_that_needs_a_missing_buffer_is_refused(tmp_pa
 ], ids=["list", "float", "np.float64", "nested", "tuple", "array-and-float", "array-and-list"])
 @pytest.mark.parametrize("kind", ["SGD", "Adam", "RMSprop", "Adagrad"])
 def test_parameters_that_would_train_a_copy_are_refused(kind, params):
-    with pytest.raises(fastml.DTypeError, match="update in place"):
+    with pytest.raises(fastml.DTypeError, match="updated in place"):
         getattr(fastml, kind)(params, lr=0.1)
+
+
+@pytest.mark.parametrize("grads", [[3.0, 4.0], 5.0, [np.ones(3), [3.0]]],
+                         ids=["list", "float", "array-and-list"])
+def test_gradients_that_would_be_clipped_as_a_copy_are_refused(grads):
+    with pytest.raises(fastml.DTypeError, match="updated in place"):
+        fastml.clip_grad_norm(grads, 1.0)
 
 
 def test_objects_that_share_their_memory_are_trained_in_place():
