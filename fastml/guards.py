@@ -149,6 +149,9 @@ class Guard:
         Raise ``fastml.NonFiniteError`` once this many steps in a row were skipped.
     scaler : LossScaler, optional
         Divide gradients by the loss scale and update the scale after each step.
+
+    A Guard is configuration: treat it as read-only once an optimizer has it. One Guard may
+    serve several optimizers and threads.
     """
 
     def __init__(self, clip_norm=None, clip_value=None, skip_nonfinite=True,
@@ -200,6 +203,8 @@ class StepInfo:
     rows per optimizer, so first-read a GPU StepInfo within that many further steps: later, the
     read raises ``RuntimeError`` rather than return another step's values. With
     ``Guard(max_consecutive_skips=...)`` the step itself reads the snapshot (and so waits).
+
+    A StepInfo never changes once filled, so threads may share it.
     """
 
     __slots__ = ("_values", "_snapshot", "_guarded")

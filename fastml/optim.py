@@ -69,6 +69,11 @@ _SQUARE_SUMS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum")
 class Optimizer:
     """Base class: parameters, state buffers, the control state and the guard.
 
+    Thread safety: ``step``, ``state_dict``, ``load_state_dict``, setting ``lr``, and
+    ``fastml.save`` / ``fastml.load`` of one optimizer take its lock, so calls from several
+    threads run one at a time and no update is lost. Different optimizers step in parallel
+    (their kernels release the GIL).
+
     Subclasses set ``_rule``, ``_kernel``, ``_checked_hyper()`` (the constructor's rules, which a
     loaded state is held to as well), ``_state_names()`` and ``_kernel_args()``.
     """

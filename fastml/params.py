@@ -56,6 +56,10 @@ class FlatParams(FlatBuffer):
         with ``torch.as_tensor(p.data, device="cuda")`` or CuPy with ``cupy.asarray``).
     init : "zeros" or a 1-D array of the total size, optional
 
+    Thread safety: the buffers are plain arrays with no lock of their own. An optimizer's step
+    holds the optimizer's lock, not the FlatParams': code that writes ``p.grad`` in one thread
+    while another steps must order the two itself, as with any NumPy array.
+
     Examples
     --------
     >>> p = FlatParams({"w": (784, 256), "b": (256,)}, dtype=np.float32)
