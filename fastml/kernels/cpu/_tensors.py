@@ -11,8 +11,15 @@ A chunk table is an ``(n_chunks, 4)`` int64 array; row ``c`` covers elements ``[
 of array ``TENSOR``, whose state starts at element ``STATE`` of the flat state buffers. Each
 array is cut into chunks of at most ``CHUNK`` elements, in array order, so a kernel's parallel
 loop runs over the chunks of every array at once and its reductions are added in the same order
-as one call per array would add them. The caller keeps every addressed array alive and
-C-contiguous, of the dtype of the kernel's ``like`` argument, for the duration of the call.
+as one call per array would add them.
+
+The addresses are trusted, as with ctypes: nothing can tell from an integer whether an array
+lies there. The caller guarantees that every addressed array exists for the duration of the
+call, is C-contiguous, of the dtype of the kernel's ``like`` argument (or state buffers), and
+holds at least ``STOP`` elements for every row of the table that names it. What the kernels can
+check they do, before touching memory (:func:`state_extent`): each ``TENSOR`` entry indexes the
+address arrays, ``0 <= START <= STOP``, ``STATE >= 0``, and every state buffer the rule uses
+covers every row's state span; otherwise ``ValueError``.
 """
 
 import numpy as np
@@ -60,6 +67,32 @@ def _voidptr(typingctx, address):
         return builder.inttoptr(args[0], cgutils.voidptr_t)
 
     return types.voidptr(address), codegen
+
+
+_INT64_MAX = (1 << 63) - 1
+
+
+@serial
+def state_extent(chunks, n_tensors):
+    """Check a chunk table against ``n_tensors`` addresses; return the length a flat state
+    buffer needs to cover every row's state span (``max(STATE + STOP - START)``, 0 if none).
+
+    Raises ``ValueError`` if the table has fewer than 4 columns, names a tensor outside
+    ``[0, n_tensors)``, or has a row without ``0 <= START <= STOP`` and ``STATE >= 0`` (or
+    whose span would pass the int64 range). One pass over the table: a row per ``CHUNK``
+    elements, nothing next to the kernel's pass over the elements themselves.
+    """
+    if chunks.shape[1] < 4:
+        raise ValueError("chunks must have 4 columns (TENSOR, START, STOP, STATE)")
+    need = 0
+    for c in range(chunks.shape[0]):
+        t, a, b, s = chunks[c, TENSOR], chunks[c, START], chunks[c, STOP], chunks[c, STATE]
+        if t < 0 or t >= n_tensors:
+            raise ValueError("chunks[:, TENSOR] must index the address arrays")
+        if a < 0 or b < a or s < 0 or s > _INT64_MAX - (b - a):
+            raise ValueError("chunks must have 0 <= START <= STOP and 0 <= STATE in every row")
+        need = max(need, s + (b - a))
+    return need
 
 
 @inline

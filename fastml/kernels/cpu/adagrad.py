@@ -13,10 +13,10 @@ Both run ``_adagrad_chunk`` on chunks of ``CHUNK`` elements.
 import numpy as np
 from numba import prange
 
-from ..step_plan import APPLIED, C0
+from ..step_plan import APPLIED, C0, CTL_SIZE
 from ._grad import effective_grad, grad_coefs
 from ._jit import parallel, serial
-from ._tensors import chunk_count, chunk_row, chunk_span, view
+from ._tensors import chunk_count, chunk_row, chunk_span, state_extent, view
 
 
 @serial
@@ -51,11 +51,21 @@ def adagrad_step(p, g, state_sum, ctl, eps, weight_decay, maximize, clip_value):
     eps, weight_decay : float
     maximize : bool
     clip_value : float (inf: none)
+
+    Raises ``ValueError``, before touching memory, if ``g`` or ``state_sum`` is not as long
+    as ``p``, or ``ctl`` holds fewer than ``CTL_SIZE``.
     """
+    n = p.shape[0]
+    if g.shape[0] != n:
+        raise ValueError("g must have the length of p")
+    if state_sum.shape[0] != n:
+        raise ValueError("state_sum must have the length of p")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
-    for c in prange(chunk_count(p.shape[0])):
-        a, b = chunk_span(c, p.shape[0])
+    for c in prange(chunk_count(n)):
+        a, b = chunk_span(c, n)
         _adagrad_chunk(p[a:b], g[a:b], state_sum[a:b], ctl, eps, weight_decay, maximize,
                        clip_value)
 
@@ -71,7 +81,14 @@ def adagrad_step_tensors(chunks, p_addr, g_addr, state_sum, ctl, eps, weight_dec
     p_addr, g_addr : int64 addresses of each parameter and its gradient (``_tensors.addresses``)
     state_sum : the flat sum of squares, tensor after tensor; its dtype is the parameters'
     The other arguments as in :func:`adagrad_step`.
+
+    The addresses are trusted (``_tensors``); the table, ``state_sum`` and ``ctl`` are checked
+    as there, with ``ValueError`` before any memory is touched.
     """
+    if state_sum.shape[0] < state_extent(chunks, min(p_addr.shape[0], g_addr.shape[0])):
+        raise ValueError("state_sum must cover every chunk's state span")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):

@@ -18,10 +18,10 @@ per step, in float64); eps is added outside the square root after bias correctio
 import numpy as np
 from numba import prange
 
-from ..step_plan import APPLIED, C0, C1, LR
+from ..step_plan import APPLIED, C0, C1, CTL_SIZE, LR
 from ._grad import effective_grad, grad_coefs, lerp
 from ._jit import parallel, serial
-from ._tensors import chunk_count, chunk_row, chunk_span, part, view
+from ._tensors import chunk_count, chunk_row, chunk_span, part, state_extent, view
 
 
 @serial
@@ -73,11 +73,23 @@ def adam_step(p, g, m, v, vmax, ctl, beta1, beta2, eps, weight_decay, decoupled,
     beta1, beta2, eps, weight_decay : float
     decoupled, amsgrad, maximize : bool
     clip_value : float (inf: none)
+
+    Raises ``ValueError``, before touching memory, if ``g``, ``m``, ``v`` or ``vmax`` while
+    ``amsgrad`` is not as long as ``p``, or ``ctl`` holds fewer than ``CTL_SIZE``.
     """
+    n = p.shape[0]
+    if g.shape[0] != n:
+        raise ValueError("g must have the length of p")
+    if m.shape[0] != n or v.shape[0] != n:
+        raise ValueError("m and v must have the length of p")
+    if amsgrad and vmax.shape[0] != n:
+        raise ValueError("vmax must have the length of p when amsgrad")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
-    for c in prange(chunk_count(p.shape[0])):
-        a, b = chunk_span(c, p.shape[0])
+    for c in prange(chunk_count(n)):
+        a, b = chunk_span(c, n)
         _adam_chunk(p[a:b], g[a:b], m[a:b], v[a:b], part(vmax, a, b), ctl, beta1, beta2, eps,
                     weight_decay, decoupled, amsgrad, maximize, clip_value)
 
@@ -94,7 +106,17 @@ def adam_step_tensors(chunks, p_addr, g_addr, m, v, vmax, ctl, beta1, beta2, eps
     m, v, vmax : the flat state buffers, tensor after tensor (vmax (0,) unless ``amsgrad``);
         their dtype is the parameters'
     The other arguments as in :func:`adam_step`.
+
+    The addresses are trusted (``_tensors``); the table, the state buffers the rule uses and
+    ``ctl`` are checked as there, with ``ValueError`` before any memory is touched.
     """
+    need = state_extent(chunks, min(p_addr.shape[0], g_addr.shape[0]))
+    if m.shape[0] < need or v.shape[0] < need:
+        raise ValueError("m and v must cover every chunk's state span")
+    if amsgrad and vmax.shape[0] < need:
+        raise ValueError("vmax must cover every chunk's state span when amsgrad")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):

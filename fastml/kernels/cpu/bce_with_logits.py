@@ -114,8 +114,20 @@ def bce_with_logits_fwd_bwd(grad, loss, logits, target, weight, w_div, w_mod,
     pos_weight : (k,) same dtype, read
         Positive-class weight, indexed like ``weight``.
     grad_factor, loss_factor : float
+
+    Raises ``ValueError``, before writing anything, if ``grad`` or ``target`` is not as long
+    as ``logits``, ``loss`` has neither n entries nor 1, a divisor or modulus is below 1, or
+    ``weight`` (``pos_weight``) has fewer than ``w_mod`` (``pw_mod``) entries.
     """
     n = logits.shape[0]
+    if grad.shape[0] != n or target.shape[0] != n:
+        raise ValueError("grad and target must have the length of logits")
+    if loss.shape[0] != n and loss.shape[0] != 1:
+        raise ValueError("loss must have the length of logits or 1")
+    if w_div < 1 or w_mod < 1 or weight.shape[0] < w_mod:
+        raise ValueError("weight must have at least w_mod >= 1 entries, and w_div >= 1")
+    if pw_div < 1 or pw_mod < 1 or pos_weight.shape[0] < pw_mod:
+        raise ValueError("pos_weight must have at least pw_mod >= 1 entries, and pw_div >= 1")
     dt = logits.dtype.type
     per_element = loss.shape[0] == n
     gf = dt(grad_factor)  # in the dtype, as in regression.py (a rounded factor: <= 1 ulp)

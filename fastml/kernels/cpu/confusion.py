@@ -123,9 +123,26 @@ def confusion_counts(cm, seen, status, y_true, y_pred, weight, threshold):
         ``score > threshold``) or (n, c) scores (the row argmax: first NaN, else first maximum)
     weight : (n,) or (0,) numeric, read (summed in float64); empty means every sample counts 1
     threshold : float, for 1-D scores
+
+    Raises ``ValueError``, before writing anything, if ``cm`` is not square, ``seen`` not k
+    entries, ``status`` fewer than 2, ``y_pred`` or ``weight`` (unless empty) not n rows, or
+    2-D scores have no column. Labels need no check: the counting loop clamps them into the
+    private tables' row and column k (above), and ``cm`` is indexed by table cells only.
     """
     n = y_true.shape[0]
     k = cm.shape[0]
+    if cm.shape[1] != k:
+        raise ValueError("cm must be square (k, k)")
+    if seen.shape[0] != k:
+        raise ValueError("seen must have k entries, one per row of cm")
+    if status.shape[0] < 2:
+        raise ValueError("status must hold at least 2 elements")
+    if y_pred.shape[0] != n:
+        raise ValueError("y_pred must have the length of y_true")
+    if y_pred.size == 0 and n != 0:  # 2-D scores without a column (1-D: size is n)
+        raise ValueError("y_pred scores must have at least one column")
+    if weight.shape[0] != n and weight.shape[0] != 0:
+        raise ValueError("weight must have the length of y_true or none")
     k1 = k + 1
     uk = np.uint64(k)
     uk1 = np.uint64(k1)

@@ -29,6 +29,7 @@ from numba import prange
 
 from ._jit import CHUNK, inline, parallel, serial
 from ._math import fast_exp_nonpos, maximum, prefetch_l2
+from .labels import first_bad_label
 
 NONE, SUM, MEAN = 0, 1, 2
 
@@ -97,13 +98,13 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     ----------
     grad : (N, C) float32 or float64, written
         ``grad_scale * dloss/dlogits``; may be ``logits`` itself (in place).
-    loss : (N,) or (1,) same dtype, written
+    loss : (N,) when ``reduction == NONE``, else (1,); same dtype, written
         Per-row losses (``reduction == NONE``) or the reduced loss in ``loss[0]``.
     pred : (N,) or (0,) int64, written
         Row argmax (first NaN, else first maximum) when it has N entries; skipped when empty.
     logits : (N, C) float32 or float64, read
     labels : (N,) int32 or int64, read
-        Class indices in [0, C) or ``ignore_index`` (the API checks the range first).
+        Class indices in [0, C) or ``ignore_index``.
     weight : (C,) or (0,) same dtype as logits, read
         Class weights; empty means unweighted.
     ignore_index : int
@@ -111,8 +112,27 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     grad_scale : float
     reduction : int
         ``NONE`` (0), ``SUM`` (1) or ``MEAN`` (2).
+
+    Raises ``ValueError``, before writing anything, if C is 0, an array's shape is not the
+    one above, or a label is outside [0, C) and not ``ignore_index`` (a label indexes the row,
+    its gradient and the weights). The label check is one pass over the N labels, against the
+    kernel's pass over N C logits.
     """
     n, c = logits.shape
+    if c == 0:
+        raise ValueError("logits must have at least one column")
+    if grad.shape[0] != n or grad.shape[1] != c:
+        raise ValueError("grad must have the shape of logits")
+    if loss.shape[0] != (n if reduction == NONE else 1):
+        raise ValueError("loss must have N entries when reduction is NONE, else 1")
+    if pred.shape[0] != n and pred.shape[0] != 0:
+        raise ValueError("pred must have N entries or none")
+    if labels.shape[0] != n:
+        raise ValueError("labels must have N entries, one per row of logits")
+    if weight.shape[0] != c and weight.shape[0] != 0:
+        raise ValueError("weight must have C entries or none")
+    if first_bad_label(labels, c, ignore_index) >= 0:
+        raise ValueError("labels must be in [0, C) or ignore_index")
     dt = logits.dtype.type
     weighted = weight.shape[0] != 0
     eps = label_smoothing

@@ -10,10 +10,10 @@ float64 partial sums make the result independent of the thread count.
 import numpy as np
 from numba import prange
 
-from ..step_plan import NONFINITE, SCALE, SUMSQ
+from ..step_plan import CTL_SIZE, NONFINITE, RED_SIZE, SCALE, SUMSQ
 from ._jit import parallel, serial
 from ._math import maximum
-from ._tensors import TENSOR, chunk_count, chunk_row, chunk_span, view
+from ._tensors import TENSOR, chunk_count, chunk_row, chunk_span, state_extent, view
 
 # Every loop below reads its chunk as four interleaved streams, a quarter of the chunk each, with
 # one accumulator per stream. With one stream per thread a read-only pass over 10M float32 ran
@@ -118,7 +118,14 @@ def grad_stats(red, g, ctl, clip_value):
     ``|g|`` (8 lanes in float32), then the float64 sum of squares, which re-reads the chunk from
     L2. Fused, the float64 sum held the finiteness test to 4 lanes (0.33 ns/element on one
     thread against 0.16-0.22 split; bench/NOTES.md).
+
+    Raises ``ValueError`` if ``red`` holds fewer than ``RED_SIZE`` or ``ctl`` fewer than
+    ``CTL_SIZE`` elements.
     """
+    if red.shape[0] < RED_SIZE:
+        raise ValueError("red must hold at least RED_SIZE elements")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     nchunks = chunk_count(g.shape[0])
     sums = np.empty(nchunks, dtype=np.float64)
     bad = np.empty(nchunks, dtype=np.float64)
@@ -148,7 +155,15 @@ def grad_stats_tensors(red, chunks, g_addr, ctl, clip_value, like):
     chunks : (n_chunks, 4) int64 chunk table (``_tensors.chunk_table``)
     g_addr : int64 addresses of the gradients (``_tensors.addresses``)
     like : an array of the gradients' dtype (its elements are not read)
+
+    The addresses are trusted (``_tensors``); the table, ``red`` and ``ctl`` are checked, with
+    ``ValueError`` before any memory is touched.
     """
+    state_extent(chunks, g_addr.shape[0])
+    if red.shape[0] < RED_SIZE:
+        raise ValueError("red must hold at least RED_SIZE elements")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     nchunks = chunks.shape[0]
     sums = np.empty(nchunks, dtype=np.float64)
     bad = np.empty(nchunks, dtype=np.float64)
@@ -184,7 +199,9 @@ def scale_inplace(g, factor):
 @parallel
 def scale_inplace_tensors(chunks, g_addr, factor, like):
     """:func:`scale_inplace` of many gradients at once (``_tensors``; ``like`` gives their
-    dtype)."""
+    dtype). The addresses are trusted; the table is checked (``_tensors.state_extent``), with
+    ``ValueError`` before any gradient is touched."""
+    state_extent(chunks, g_addr.shape[0])
     f = like.dtype.type(factor)
     for c in prange(chunks.shape[0]):
         t, a, b, _ = chunk_row(chunks, c)

@@ -30,7 +30,11 @@ def check_labels(record, labels, n_classes, ignore_index):
         ``ignore_index``; ``[-1, 0]`` if there is none.
     labels : (N,) int32 or int64, read
     n_classes, ignore_index : int
+
+    Raises ``ValueError`` if ``record`` holds fewer than 2 elements.
     """
+    if record.shape[0] < 2:
+        raise ValueError("record must hold at least 2 elements")
     i = first_bad_label(labels, n_classes, ignore_index)
     record[0] = i
     record[1] = labels[i] if i >= 0 else 0

@@ -62,6 +62,10 @@ def _fwd_bwd(kind, grad, loss, pred, target, delta, grad_factor, loss_factor):
     The ``prange`` stays in this body, as numba parallelizes no loop in an inlined function."""
     kind = literally(kind)
     n = pred.shape[0]
+    if grad.shape[0] != n or target.shape[0] != n:
+        raise ValueError("grad and target must have the length of pred")
+    if loss.shape[0] != n and loss.shape[0] != 1:
+        raise ValueError("loss must have the length of pred or 1")
     per_element = loss.shape[0] == n
     dt = pred.dtype.type
     delta = dt(delta)
@@ -110,6 +114,9 @@ _DOC = """{name} loss and its gradient in one pass.
         Huber threshold; ignored by MSE and L1.
     grad_factor, loss_factor : float
         ``grad_scale / n`` and ``1 / n`` for a mean, ``grad_scale`` and ``1`` for a sum.
+
+    Raises ``ValueError``, before writing anything, if ``grad`` or ``target`` is not as long
+    as ``pred``, or ``loss`` has neither n entries nor 1.
     """
 
 

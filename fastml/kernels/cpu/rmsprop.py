@@ -16,10 +16,10 @@ Both run ``_rmsprop_chunk`` on chunks of ``CHUNK`` elements.
 import numpy as np
 from numba import prange
 
-from ..step_plan import APPLIED, LR
+from ..step_plan import APPLIED, CTL_SIZE, LR
 from ._grad import effective_grad, grad_coefs, lerp
 from ._jit import parallel, serial
-from ._tensors import chunk_count, chunk_row, chunk_span, part, view
+from ._tensors import chunk_count, chunk_row, chunk_span, part, state_extent, view
 
 
 @serial
@@ -74,11 +74,26 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay,
     alpha, eps, weight_decay, momentum : float
     centered, maximize : bool
     clip_value : float (inf: none)
+
+    Raises ``ValueError``, before touching memory, if ``g``, ``square_avg``, ``grad_avg``
+    while ``centered`` or ``buf`` while ``momentum > 0`` is not as long as ``p``, or ``ctl``
+    holds fewer than ``CTL_SIZE``.
     """
+    n = p.shape[0]
+    if g.shape[0] != n:
+        raise ValueError("g must have the length of p")
+    if square_avg.shape[0] != n:
+        raise ValueError("square_avg must have the length of p")
+    if centered and grad_avg.shape[0] != n:
+        raise ValueError("grad_avg must have the length of p when centered")
+    if momentum > 0.0 and buf.shape[0] != n:
+        raise ValueError("buf must have the length of p when momentum > 0")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
-    for c in prange(chunk_count(p.shape[0])):
-        a, b = chunk_span(c, p.shape[0])
+    for c in prange(chunk_count(n)):
+        a, b = chunk_span(c, n)
         _rmsprop_chunk(p[a:b], g[a:b], square_avg[a:b], part(grad_avg, a, b), part(buf, a, b),
                        ctl, alpha, eps, weight_decay, momentum, centered, maximize, clip_value)
 
@@ -95,7 +110,19 @@ def rmsprop_step_tensors(chunks, p_addr, g_addr, square_avg, grad_avg, buf, ctl,
     square_avg, grad_avg, buf : the flat state buffers, tensor after tensor (grad_avg and buf
         (0,) when unused); their dtype is the parameters'
     The other arguments as in :func:`rmsprop_step`.
+
+    The addresses are trusted (``_tensors``); the table, the state buffers the rule uses and
+    ``ctl`` are checked as there, with ``ValueError`` before any memory is touched.
     """
+    need = state_extent(chunks, min(p_addr.shape[0], g_addr.shape[0]))
+    if square_avg.shape[0] < need:
+        raise ValueError("square_avg must cover every chunk's state span")
+    if centered and grad_avg.shape[0] < need:
+        raise ValueError("grad_avg must cover every chunk's state span when centered")
+    if momentum > 0.0 and buf.shape[0] < need:
+        raise ValueError("buf must cover every chunk's state span when momentum > 0")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):

@@ -15,10 +15,10 @@ Without momentum the buffer is not read or written (8 B/param fp32 less).
 
 from numba import prange
 
-from ..step_plan import APPLIED, C0, LR
+from ..step_plan import APPLIED, C0, CTL_SIZE, LR
 from ._grad import effective_grad, grad_coefs
 from ._jit import parallel, serial
-from ._tensors import chunk_count, chunk_row, chunk_span, part, view
+from ._tensors import chunk_count, chunk_row, chunk_span, part, state_extent, view
 
 
 @serial
@@ -59,11 +59,21 @@ def sgd_step(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximi
     momentum, dampening, weight_decay : float
     nesterov, maximize : bool
     clip_value : float (inf: none)
+
+    Raises ``ValueError``, before touching memory, if ``g``, or ``buf`` while
+    ``momentum != 0``, is not as long as ``p``, or ``ctl`` holds fewer than ``CTL_SIZE``.
     """
+    n = p.shape[0]
+    if g.shape[0] != n:
+        raise ValueError("g must have the length of p")
+    if momentum != 0.0 and buf.shape[0] != n:
+        raise ValueError("buf must have the length of p when momentum != 0")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
-    for c in prange(chunk_count(p.shape[0])):
-        a, b = chunk_span(c, p.shape[0])
+    for c in prange(chunk_count(n)):
+        a, b = chunk_span(c, n)
         _sgd_chunk(p[a:b], g[a:b], part(buf, a, b), ctl, momentum, dampening, nesterov,
                    weight_decay, maximize, clip_value)
 
@@ -80,7 +90,15 @@ def sgd_step_tensors(chunks, p_addr, g_addr, buf, ctl, momentum, dampening, nest
     buf : the flat momentum buffer, tensor after tensor, or (0,) without momentum; its dtype
         is the parameters'
     The other arguments as in :func:`sgd_step`.
+
+    The addresses are trusted (``_tensors``); the table, ``buf`` (while ``momentum != 0``)
+    and ``ctl`` are checked as there, with ``ValueError`` before any memory is touched.
     """
+    need = state_extent(chunks, min(p_addr.shape[0], g_addr.shape[0]))
+    if momentum != 0.0 and buf.shape[0] < need:
+        raise ValueError("buf must cover every chunk's state span when momentum != 0")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunks.shape[0]):

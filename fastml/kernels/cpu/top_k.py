@@ -34,8 +34,20 @@ def top_k_hits(status, scores, y_true, weight, k):
     y_true : (N,) integer, read
     weight : (N,) or (0,) float64, read
     k : int
+
+    Raises ``ValueError``, before writing anything, if ``scores`` has no column, ``status``
+    fewer than 2 entries, ``y_true`` not N entries, or ``weight`` neither N nor 0. Labels
+    outside [0, C) are reported in ``status[1]``, never used as an index.
     """
     n, c = scores.shape
+    if c == 0:
+        raise ValueError("scores must have at least one column")
+    if status.shape[0] < 2:
+        raise ValueError("status must hold at least 2 elements")
+    if y_true.shape[0] != n:
+        raise ValueError("y_true must have N entries, one per row of scores")
+    if weight.shape[0] != n and weight.shape[0] != 0:
+        raise ValueError("weight must have N entries or none")
     weighted = weight.shape[0] != 0
     rows = max(1, CHUNK // c)
     nchunks = (n + rows - 1) // rows

@@ -339,6 +339,19 @@ def _launch(form, cm, seen, status, y_true, y_pred, weight, threshold, stream):
     counts_shared, counts_global, sums_shared, sums_global = _KERNELS[form]
     n = y_true.shape[0]
     k = cm.shape[0]
+    # Shapes only (no sync); the kernels check each label against k themselves.
+    if cm.shape[1] != k:
+        raise ValueError("cm must be square (k, k)")
+    if seen.shape[0] != k:
+        raise ValueError("seen must have k entries, one per row of cm")
+    if status.shape[0] < 2:
+        raise ValueError("status must hold at least 2 elements")
+    if y_pred.shape[0] != n:
+        raise ValueError("y_pred must have the length of y_true")
+    if y_pred.size == 0 and n != 0:  # 2-D scores without a column (1-D: size is n)
+        raise ValueError("y_pred scores must have at least one column")
+    if weight.shape[0] != n and weight.shape[0] != 0:
+        raise ValueError("weight must have the length of y_true or none")
     cells = k * k
     shared = cells <= SHARED_CELLS
     blocks = _count_blocks(n)
@@ -382,6 +395,10 @@ _DOC = """Add the confusion counts of one batch to ``cm`` ({what}); no host sync
     weight : (n,) or (0,) numeric device array, read (summed in float64); empty: each sample 1
     threshold : float, for 1-D scores
     stream : numba stream or 0
+
+    Raises ``ValueError``, before launching, if ``cm`` is not square, ``seen`` not k entries,
+    ``status`` fewer than 2, ``y_pred`` or ``weight`` (unless empty) not n rows, or 2-D scores
+    have no column. Each label is compared with k on the device before it indexes a table.
     """
 
 

@@ -237,6 +237,14 @@ def _row_label(labels, row, ignore_index):
 
 
 @cuda.jit(device=True)
+def _in_range(y, c):
+    """Is label ``y`` a column of the row? A kept row whose label is not (an unchecked call:
+    the launcher cannot see labels without a host round trip) reads neither x_y nor w_y, and
+    its softmax sum is made NaN, so its loss and whole gradient row are NaN."""
+    return y >= 0 and y < c
+
+
+@cuda.jit(device=True)
 def _row_loss(s, m64, xy, wy, eps, c, w_total, smooth):
     """A kept row's loss (1 - eps) w_y (lse - x_y) + (eps / C) sum_c w_c (lse - x_c), from
     s = sum_c exp(x_c - m), m, x_y, w_y, W and smooth = sum_c w_c (m - x_c)."""
@@ -340,6 +348,7 @@ def _make_kernel(block, max_registers=None):
         for first in range(int64(cuda.blockIdx.x) * rows_per_block, n, row_stride):
             row = first + tid // group
             active, y, keep = _row_label(labels, row, ignore_index)
+            labelled = _in_range(y, c)
 
             # Pass 1, the one that reads the row from DRAM: the argmax and its value (the row
             # max), and the softmax sum online (see _visit). Also x_y and w_y, before any write.
@@ -371,7 +380,7 @@ def _make_kernel(block, max_registers=None):
                         best_v, best_j, s = _visit(v6, j6, best_v, best_j, s)
                     if j7 < c:
                         best_v, best_j, s = _visit(v7, j7, best_v, best_j, s)
-                if keep:
+                if keep and labelled:
                     xy = float64(x[y])
                     if weighted:
                         wy = float64(weight[y])
@@ -397,9 +406,10 @@ def _make_kernel(block, max_registers=None):
             if best_j >= 0 and best_v != -math.inf:
                 part = s * math.exp(float64(best_v) - float64(m))
             s = _group_sum(sh_s, tid, lane, group, part)
-            if not float64(m) - float64(m) == 0.0:
+            if not float64(m) - float64(m) == 0.0 or not labelled:
                 # A NaN, +inf or all -inf row: x - m is NaN somewhere, and every output of the
-                # row is NaN, as on the CPU.
+                # row is NaN, as on the CPU. Also a kept row whose label is outside [0, C)
+                # (_in_range; ignored rows never read s).
                 s = math.nan
 
             # Pass 2 (the row again, from L1/L2): dl/dx_j = e_j * a - b w_j - [j == y] (1 - eps)
@@ -508,8 +518,9 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         Row argmax (first NaN, else first maximum) when it has N entries; skipped when empty.
     logits : (N, C) float32 or float64 device array, read
     labels : (N,) int32 or int64 device array, read
-        Class indices in [0, C) or ``ignore_index`` (checked with ``check``; without it, the
-        caller's promise).
+        Class indices in [0, C) or ``ignore_index``. Never used as an index unchecked: each
+        row compares its label with C on the device, and a row with any other label gets a
+        NaN loss and gradient (with ``check``, the whole call is NaN and the label reported).
     weight : (C,) or (0,) device array, same dtype as logits, read
         Class weights; empty means unweighted.
     ignore_index : int
@@ -521,14 +532,31 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
         Check the labels on the device, in the pre-pass, and write what ``check_labels``
         would: ``[i, labels[i]]`` for the first bad label, else ``[-1, 0]``, ``check[0]``
         last. If a label is bad, the loss and the gradient are NaN and ``pred`` is -1. (The
-        CPU kernel has no such argument: there the API checks the labels before calling it.)
+        CPU kernel has no such argument: it raises ``ValueError`` for a bad label.)
     stream : numba stream or 0
+
+    Raises ``ValueError``, before launching, if C is 0 or an array's shape is not the one above
+    (shapes only: no sync).
     """
     grad, loss, pred, logits, labels, weight = map(
         L.as_device, (grad, loss, pred, logits, labels, weight))
     n, c = logits.shape
     eps = float(label_smoothing)
     reduction = int(reduction)
+    if c == 0:
+        raise ValueError("logits must have at least one column")
+    if grad.shape[0] != n or grad.shape[1] != c:
+        raise ValueError("grad must have the shape of logits")
+    if loss.shape[0] != (n if reduction == NONE else 1):
+        raise ValueError("loss must have N entries when reduction is NONE, else 1")
+    if pred.shape[0] != n and pred.shape[0] != 0:
+        raise ValueError("pred must have N entries or none")
+    if labels.shape[0] != n:
+        raise ValueError("labels must have N entries, one per row of logits")
+    if weight.shape[0] != c and weight.shape[0] != 0:
+        raise ValueError("weight must have C entries or none")
+    if check is not None and check.shape[0] < 2:
+        raise ValueError("check must hold at least 2 elements")
     ignore_index = int(ignore_index)
     buf = L.scratch(stream)
     need_denom = reduction == MEAN

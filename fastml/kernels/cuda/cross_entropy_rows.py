@@ -33,6 +33,7 @@ from .cross_entropy import (
     _better,
     _block_partial,
     _divisor_and_wtotal,
+    _in_range,
     _poison,
     _row_label,
     _row_loss,
@@ -136,7 +137,8 @@ def _make_row_kernel(block, group, k, dtype, smoothing, weighted, max_registers)
                 vals[i] = xl[i * group] if i < nv else dt(0.0)
             xy = 0.0
             wy = 1.0
-            if keep:
+            labelled = _in_range(y, c)
+            if keep and labelled:
                 if lane == 0:  # read before any thread stores (grad may be logits)
                     xy = float64(x[y])
                 if weighted:  # every thread's gradient needs it
@@ -163,8 +165,10 @@ def _make_row_kernel(block, group, k, dtype, smoothing, weighted, max_registers)
                     vals[i] = math.exp(vals[i] - m)
                     s += float64(vals[i])
             s, smooth = sums_over_group(sh_s, sh_w, tid, lane, s, smooth)
-            if not m64 - m64 == 0.0:
+            if not m64 - m64 == 0.0 or not labelled:
                 # A NaN, +inf or all -inf row: every output of the row is NaN, as on the CPU.
+                # Also a kept row whose label is outside [0, C) (_in_range; ignored rows never
+                # read s).
                 s = math.nan
             if active:
                 gl = grad[row][min(lane, c):]

@@ -10,7 +10,7 @@ the block count fixed by the size alone, the sum is bitwise the same on every ru
 import numpy as np
 from numba import cuda, float64, int64
 
-from ..step_plan import NONFINITE, SCALE, SUMSQ
+from ..step_plan import CTL_SIZE, NONFINITE, RED_SIZE, SCALE, SUMSQ
 from . import _launch as L
 from ._grad import clamp, load4
 from ._launch import SHARED  # a bare global: numba needs a literal for a shared array's size
@@ -127,8 +127,15 @@ def grad_stats(red, g, ctl, clip_value, stream=0):
     ctl : (16,) float64 device array, read (``ctl[SCALE]``)
     clip_value : float (inf: no value clipping)
     stream : numba stream or 0
+
+    Raises ``ValueError``, before launching, if ``red`` holds fewer than ``RED_SIZE`` or
+    ``ctl`` fewer than ``CTL_SIZE`` elements.
     """
     red, g, ctl = L.as_device(red), L.as_device(g), L.as_device(ctl)
+    if red.shape[0] < RED_SIZE:
+        raise ValueError("red must hold at least RED_SIZE elements")
+    if ctl.shape[0] < CTL_SIZE:
+        raise ValueError("ctl must hold at least CTL_SIZE elements")
     n = g.shape[0]
     if n == 0:
         return

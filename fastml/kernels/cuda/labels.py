@@ -54,7 +54,11 @@ def check_labels(record, labels, n_classes, ignore_index, stream=0):
     labels : (N,) int32 or int64 device array, read
     n_classes, ignore_index : int
     stream : numba stream or 0
+
+    Raises ``ValueError``, before launching, if ``record`` holds fewer than 2 elements.
     """
+    if record.shape[0] < 2:
+        raise ValueError("record must hold at least 2 elements")
     labels = L.as_device(labels)
     n = labels.shape[0]
     first = L.index_scratch(stream)

@@ -110,6 +110,9 @@ _DOC = """{name} loss and its gradient in one pass, on the GPU (launches without
     grad_factor, loss_factor : float
         ``grad_scale / n`` and ``1 / n`` for a mean, ``grad_scale`` and ``1`` for a sum.
     stream : numba stream or 0
+
+    Raises ``ValueError``, before launching, if ``grad`` or ``target`` is not as long as
+    ``pred``, or ``loss`` has neither n entries nor 1.
     """
 
 
@@ -117,6 +120,10 @@ def _make_launcher(kernel, name):
     def launcher(grad, loss, pred, target, delta, grad_factor, loss_factor, stream=0):
         grad, loss, pred, target = map(L.as_device, (grad, loss, pred, target))
         n = pred.shape[0]
+        if grad.shape[0] != n or target.shape[0] != n:
+            raise ValueError("grad and target must have the length of pred")
+        if loss.shape[0] != n and loss.shape[0] != 1:
+            raise ValueError("loss must have the length of pred or 1")
         dt = pred.dtype.type
         blocks = L.grid(n, 4 * L.THREADS)  # tiles of four per thread
         buf = L.scratch(stream)

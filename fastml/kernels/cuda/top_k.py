@@ -95,9 +95,21 @@ def top_k_hits(status, scores, y_true, weight, k, stream=0):
     weight : (N,) or (0,) numeric device array, read
     k : int
     stream : numba stream or 0
+
+    Raises ``ValueError``, before launching, if ``scores`` has no column, ``status`` fewer
+    than 2 entries, ``y_true`` not N entries, or ``weight`` neither N nor 0. Labels outside
+    [0, C) are reported in ``status[1]``, never used as an index.
     """
     status, scores, y_true, weight = (L.as_device(a) for a in (status, scores, y_true, weight))
-    n = scores.shape[0]
+    n, c = scores.shape
+    if c == 0:
+        raise ValueError("scores must have at least one column")
+    if status.shape[0] < 2:
+        raise ValueError("status must hold at least 2 elements")
+    if y_true.shape[0] != n:
+        raise ValueError("y_true must have N entries, one per row of scores")
+    if weight.shape[0] != n and weight.shape[0] != 0:
+        raise ValueError("weight must have N entries or none")
     blocks = max(1, min(L.PARTIALS, L.MAX_BLOCKS, -(-n // (L.THREADS * ROWS))))
     parts = L._scratch("top_k_parts", L.PARTIALS, np.float64, stream)
     first_bad = L._scratch("top_k_first", 1, np.int64, stream)
