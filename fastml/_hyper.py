@@ -2,7 +2,6 @@
 (a loaded value is held to the rule the constructor applies to the same argument)."""
 
 import math
-import operator
 
 import numpy as np
 
@@ -32,16 +31,12 @@ def unit(value, name, *, upper_open=True):
 
 
 def flag(value, name):
-    """``value`` as a bool: True, False, or the integers 1 and 0."""
-    if isinstance(value, np.bool_):
+    """``value`` as a bool: True, False, None (False), or a number equal to 1 or 0."""
+    if value is None or isinstance(value, (bool, np.bool_)):
         return bool(value)
-    try:
-        v = operator.index(value)  # bool and integer types
-    except TypeError:
-        raise TypeError(f"{name} must be True or False; got {type(value).__name__}") from None
-    if v not in (0, 1):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-    return bool(v)
+    if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False; got {value!r}")
 
 
 def learning_rate(value, name="lr"):

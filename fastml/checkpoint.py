@@ -2,9 +2,11 @@
 atomically (a temporary file in the same folder, then a rename), so a crash mid-write leaves the
 previous checkpoint intact.
 
-A save killed mid-write leaves its temporary file behind; each save first deletes the ones that
-earlier saves to the same path on this machine left, once the process that wrote them is gone
-(``_stale_temporaries``), so they cannot pile up.
+A save killed mid-write leaves its temporary file behind. The writer holds an exclusive
+``flock`` on its temporary while it writes, and the kernel drops that lock when the writer dies:
+each save first deletes the temporaries of saves to the same path whose lock it can take
+(``_remove_stale_temporaries``), so they cannot pile up, and a live writer's file, in this
+process, another one, or another container sharing the folder, is never touched.
 
 A load reads and checks the whole file before it writes anything (all or nothing): a file that
 is not a readable fastml checkpoint raises ``CheckpointError``; one that is readable but belongs
@@ -12,28 +14,32 @@ to another optimizer (kind, number, shapes or dtypes of parameters and buffers) 
 ``ValueError``, ``ShapeError`` or ``DTypeError``, as ``Optimizer.load_state_dict`` does.
 """
 
-import errno
-import glob
+import hashlib
 import json
 import os
-import socket
 import tempfile
+import time
 
 import numpy as np
 
 from .errors import CheckpointError, DTypeError, ShapeError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: temporaries of killed saves are left in place
+    fcntl = None
+
 _FORMAT = "fastml-checkpoint-1"
-_TMP_SUFFIX = ".fastml-tmp"
+_TMP_SUFFIX = ".npz.tmp"
 
 
 def save(path, opt):
     """Write ``opt``'s parameters and ``state_dict()`` to ``path`` (an ``.npz`` file)."""
-    with opt._lock:  # parameters and state of one step, not of two
+    with opt._lock:  # the parameters and the state of the same step
         state = opt.state_dict()
         arrays = {"ctl": state["ctl"]}
         for i, (p, shape) in enumerate(zip(opt._params, opt._shapes, strict=True)):
-            host = opt._host(p)
+            host = opt._host(p) if opt._cuda else p.copy()
             arrays[f"param/{i}"] = host.reshape(shape)  # the user's shape, checked on load
     for name, buffers in state["state"].items():
         for i, a in enumerate(buffers):
@@ -45,14 +51,11 @@ def save(path, opt):
     arrays["meta"] = np.array(json.dumps(meta))  # a unicode array: loads without pickle
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
-    for stale in _stale_temporaries(folder, name):
-        try:
-            os.unlink(stale)
-        except OSError:  # another save removed it first, or it is not ours to remove
-            pass
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{_owner_tag()}.", suffix=_TMP_SUFFIX,
-                               dir=folder)
+    prefix = _temporary_prefix(name)
+    _remove_stale_temporaries(folder, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=_TMP_SUFFIX, dir=folder)
     try:
+        _lock_temporary(fd, blocking=True)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -64,33 +67,52 @@ def save(path, opt):
         raise
 
 
-def _owner_tag():
-    """``host-pid`` of this process, in the names of its temporary files."""
-    host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
-    return f"{host}-{os.getpid()}"
+def _temporary_prefix(name):
+    """The start of the names of the temporaries of saves to ``name`` (a digest: any length of
+    name, any characters, and no name is the prefix of another's)."""
+    return f".fastml-{hashlib.sha1(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}-"
 
 
-def _stale_temporaries(folder, name):
-    """Temporary files of saves to ``folder/name`` by processes of this host that have ended."""
-    prefix = os.path.join(folder, f".{glob.escape(name)}.")
-    host = _owner_tag().rsplit("-", 1)[0]
-    stale = []
-    for tmp in glob.glob(f"{prefix}*{_TMP_SUFFIX}"):
-        tag = os.path.basename(tmp)[len(name) + 2:].split(".", 1)[0]
-        owner, _, pid = tag.rpartition("-")
-        if owner == host and pid.isdigit() and not _alive(int(pid)):
-            stale.append(tmp)
-    return stale
-
-
-def _alive(pid):
-    if pid == os.getpid():
+def _lock_temporary(fd, blocking):
+    """Take the writer's lock on a temporary; False if another process holds it."""
+    if fcntl is None:
         return True
     try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno != errno.ESRCH  # EPERM: it exists, owned by someone else
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
     return True
+
+
+#: A temporary as old as this, still empty and unlocked, is stale too: a writer creates its file
+#: and then locks it, and a file seen between the two is a live one.
+_EMPTY_GRACE_S = 60.0
+
+
+def _remove_stale_temporaries(folder, prefix):
+    """Delete the temporaries starting with ``prefix`` in ``folder`` whose writer has died."""
+    if fcntl is None:  # no flock: leave them rather than guess
+        return
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(_TMP_SUFFIX)]
+    except OSError:
+        return
+    for n in names:
+        tmp = os.path.join(folder, n)
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue  # removed meanwhile
+        try:
+            if not _lock_temporary(fd, blocking=False):
+                continue  # its writer is alive
+            info = os.fstat(fd)
+            if info.st_size > 0 or time.time() - info.st_mtime > _EMPTY_GRACE_S:
+                os.unlink(tmp)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _layout(opt):
@@ -117,17 +139,30 @@ def _read(path):
                         isinstance(c, int) and c >= 0 for c in counts.values()):
                     raise CheckpointError(f"{path} must be a fastml checkpoint; its meta entry "
                                           "is damaged (n_params and state counts)")
-                params = [f[f"param/{i}"] for i in range(n)]
-                state = {"kind": meta["kind"], "hyper": meta["hyper"], "ctl": f["ctl"],
-                         "scaler": meta.get("scaler", False),
-                         "state": {name: [f[f"state/{name}/{i}"] for i in range(count)]
+                params = [_float_entry(f, f"param/{i}") for i in range(n)]
+                state = {"kind": meta["kind"], "hyper": meta["hyper"],
+                         "ctl": _float_entry(f, "ctl"), "scaler": meta.get("scaler"),
+                         "state": {name: [_float_entry(f, f"state/{name}/{i}")
+                                          for i in range(count)]
                                    for name, count in counts.items()}}
-        except CheckpointError:
-            raise
+        except CheckpointError as exc:
+            if str(exc).startswith(path):
+                raise
+            raise CheckpointError(f"{path}: checkpoint {exc}") from None
         except Exception as exc:  # zip, npy header, JSON, missing entries: all one refusal
             raise CheckpointError(f"{path} must be a readable fastml checkpoint; got a damaged "
                                   f"file ({type(exc).__name__}: {exc})") from exc
     return meta, params, state
+
+
+def _float_entry(f, key):
+    """Entry ``key`` of an open ``.npz``: a float array, or the file is damaged (NumPy returns
+    the raw bytes of a member whose header it cannot read)."""
+    a = f[key]
+    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+        got = f"{a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise CheckpointError(f"entry {key} must be a float array; got {got}")
+    return a
 
 
 def load(path, opt):

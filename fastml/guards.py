@@ -54,8 +54,9 @@ class LossScaler:
     a ``FlatParams``).
 
     ``scale`` reads the live scale (on the GPU that read waits for the last step that used it).
-    The scaler lives on the device of the first optimizer that uses it; a CPU and a GPU
-    optimizer cannot share one. Thread-safe: steps of different optimizers that share a scaler
+    The scaler lives on the device of the first optimizer that uses it; optimizers on another
+    device (the CPU, another GPU) cannot share it. A copy (pickle, ``copy.deepcopy``) holds the
+    configuration and starts at ``init_scale``. Thread-safe: steps of different optimizers that share a scaler
     update its scale one at a time.
     """
 
@@ -74,41 +75,58 @@ class LossScaler:
         self.growth_interval = _count(growth_interval, "growth_interval")
         self._lock = threading.Lock()  # held while a step plans with (and updates) the scale
         self._state = None  # (2,) float64 [scale, growth count] on the device of its optimizers
-        self._cuda = None
+        self._cuda = self._device = None  # that device: the CPU, or a GPU's id
         self._stream = 0  # GPU: the stream of the last step that updated the scale
 
     def _attach(self, cuda):
         """The live ``[scale, growth]`` array for an optimizer on the CPU (``cuda=False``) or
-        the GPU, created on first use."""
-        if self._state is None:
-            host = np.array([self.init_scale, 0.0])
-            if cuda:
-                from numba import cuda as nb_cuda
+        the current GPU, created on first use."""
+        device = _current_gpu() if cuda else None
+        with self._lock:
+            if self._state is None:
+                host = np.array([self.init_scale, 0.0])
+                if cuda:
+                    from numba import cuda as nb_cuda
 
-                self._state = nb_cuda.to_device(host)
-                nb_cuda.synchronize()
-            else:
-                self._state = host
-            self._cuda = cuda
-        elif cuda != self._cuda:
-            where = "GPU" if self._cuda else "CPU"
-            raise DeviceError(f"scaler must serve optimizers on one device; got one already used "
-                              f"on the {where} (give each device its own LossScaler)")
-        return self._state
+                    state = nb_cuda.to_device(host)
+                    nb_cuda.synchronize()
+                else:
+                    state = host
+                self._cuda, self._device, self._state = cuda, device, state
+            elif (cuda, device) != (self._cuda, self._device):
+                where = f"GPU {self._device}" if self._cuda else "the CPU"
+                raise DeviceError(f"scaler must serve optimizers on one device; got one already "
+                                  f"used on {where} (give each device its own LossScaler)")
+            return self._state
 
     def _read(self):
         """A host copy of ``[scale, growth]`` (``[init_scale, 0]`` before first use)."""
-        if self._state is None:
-            return np.array([self.init_scale, 0.0])
-        return _streams.to_host(self._state, self._stream) if self._cuda else self._state.copy()
+        with self._lock:
+            if self._state is None:
+                return np.array([self.init_scale, 0.0])
+            if self._cuda:
+                return _streams.to_host(self._state, self._stream)
+            return self._state.copy()
 
     def _write(self, scale, growth):
-        """Set the live scale and growth count (a checkpoint being loaded)."""
+        """Set the live scale and growth count (a checkpoint being loaded); the caller holds
+        the lock."""
         host = np.array([scale, growth], dtype=np.float64)
         if self._cuda:
             self._state.copy_to_device(host, stream=self._stream)
         else:
             self._state[:] = host
+
+    def __getstate__(self):
+        # A copy (pickle, deepcopy) is configuration only: it starts at init_scale, unattached.
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_lock", "_state", "_cuda", "_device", "_stream")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._state = self._cuda = self._device = None
+        self._stream = 0
 
     @property
     def scale(self):
@@ -119,6 +137,12 @@ class LossScaler:
         return (f"LossScaler(scale={self.scale!r}, growth_factor={self.growth_factor!r}, "
                 f"backoff_factor={self.backoff_factor!r}, "
                 f"growth_interval={self.growth_interval!r})")
+
+
+def _current_gpu():
+    from numba import cuda
+
+    return getattr(cuda.get_current_device(), "id", 0)  # (the simulator's device has none)
 
 
 def _count(value, name):

@@ -14,6 +14,7 @@ kernels, ``fastml._tensor_groups``), whose state buffers are flat, array after a
 import bisect
 import math
 import threading
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class Optimizer:
             raise TypeError(f"guard must be a fastml.Guard or None; got {type(guard).__name__}")
         self._hyper = hyper
         self._set_params(params)
-        self.guard = guard
+        self._guard = guard
         # One step at a time: a step reads and writes the parameters, the state and ctl.
         self._lock = threading.RLock()
         self._stream = 0  # GPU: the stream of the last step, which every device read waits for
@@ -244,8 +245,14 @@ class Optimizer:
             self._build_cfg()
 
     @property
+    def guard(self):
+        """The ``Guard`` given at construction (None: unguarded); fixed for the optimizer's
+        life, since its configuration and loss-scale array are built from it."""
+        return self._guard
+
+    @property
     def _scaler(self):
-        return self.guard.scaler if self.guard is not None else None
+        return self._guard.scaler if self._guard is not None else None
 
     def _build_cfg(self):
         cfg = np.zeros(P.CFG_SIZE)
@@ -453,7 +460,7 @@ class Optimizer:
         hyper-parameters by the constructor's rules, ctl as a float64 array with its scale
         fields set for this optimizer, each buffer flat in its buffer's dtype."""
         kind = type(self).__name__
-        if not isinstance(state, dict):
+        if not isinstance(state, Mapping):
             raise ValueError("state must be a dict from state_dict() with kind, hyper, ctl and "
                              f"state; got {type(state).__name__}")
         try:
@@ -464,8 +471,8 @@ class Optimizer:
                              "state") from None
         if not isinstance(got_kind, str) or got_kind != kind:
             raise ValueError(f"state must be of a {kind} optimizer; got one of {got_kind}")
-        if not isinstance(hyper, dict) or set(hyper) != set(self._hyper) | {"lr"}:
-            got = sorted(map(str, hyper)) if isinstance(hyper, dict) else type(hyper).__name__
+        if not isinstance(hyper, Mapping) or set(hyper) != set(self._hyper) | {"lr"}:
+            got = sorted(map(str, hyper)) if isinstance(hyper, Mapping) else type(hyper).__name__
             raise ValueError(f"state hyper-parameters must be {sorted(set(self._hyper) | {'lr'})}"
                              f"; got {got}")
         try:
@@ -478,25 +485,26 @@ class Optimizer:
             if key in self._hyper and new[key] != self._hyper[key]:
                 raise ValueError(f"state must come from an optimizer with {key}="
                                  f"{self._hyper[key]}; got {key}={hyper[key]}")
-        if not isinstance(buffers, dict) or set(buffers) != set(self.state):
-            got = sorted(map(str, buffers)) if isinstance(buffers, dict) else type(buffers)
+        if not isinstance(buffers, Mapping) or set(buffers) != set(self.state):
+            got = (sorted(map(str, buffers)) if isinstance(buffers, Mapping)
+                   else type(buffers).__name__)
             raise ValueError(f"state buffers must be {sorted(self.state)}; got {got}")
         needed = self._state_names(new)
         if set(needed) != set(self.state):
             raise ValueError(
                 f"state hyper-parameters must need the buffers this optimizer has "
                 f"({sorted(self.state)}); got ones that need {sorted(needed)} (construct the "
-                f"optimizer with the checkpoint's hyper-parameters, e.g. momentum, to load it)")
-        scaled = state.get("scaler", False)
-        if not isinstance(scaled, (bool, np.bool_)):
-            raise CheckpointError(f"state scaler must be True or False; got {scaled!r}")
-        ctl = self._checked_ctl(ctl, bool(scaled))
+                "optimizer with the checkpoint's hyper-parameters, e.g. momentum, to load it)")
+        scaled = state.get("scaler")  # None: a state that does not say; its scale is kept
+        if scaled is not None and not isinstance(scaled, (bool, np.bool_)):
+            raise CheckpointError(f"state scaler must be True, False or None; got {scaled!r}")
+        ctl = self._checked_ctl(ctl, scaled is None or bool(scaled))
         flat = {}
         for name, arrays in self.state.items():
             srcs = buffers[name]
-            if not isinstance(srcs, (list, tuple)) or len(srcs) != len(arrays):
-                got = (f"{len(srcs)} arrays" if isinstance(srcs, (list, tuple))
-                       else type(srcs).__name__)
+            is_list = isinstance(srcs, Sequence) and not isinstance(srcs, (str, bytes))
+            if not is_list or len(srcs) != len(arrays):
+                got = f"{len(srcs)} arrays" if is_list else type(srcs).__name__
                 raise ShapeError(f"state {name!r} must hold {len(arrays)} arrays; got {got}")
             flat[name] = []
             for i, (dst, src) in enumerate(zip(arrays, srcs, strict=True)):
@@ -510,7 +518,9 @@ class Optimizer:
                                      f"shape {src.shape}")
                 if src.dtype != dst.dtype:
                     raise DTypeError(f"state {name}[{i}] must be {dst.dtype}; got {src.dtype}")
-                src = src.reshape(-1)
+                # A copy: a source that is a view of one of this optimizer's own buffers must
+                # not change while the others are written.
+                src = np.array(src.reshape(-1), copy=True)
                 # A step divides by the square root of these: a negative or NaN entry would
                 # make its parameter NaN.
                 square = name in _SQUARE_SUMS
@@ -543,8 +553,9 @@ class Optimizer:
                 raise CheckpointError(f"state ctl {name} (ctl[{field}]) must be a count (a "
                                       f"whole number >= 0); got {float(v)!r}")
         if ctl[P.CONSEC] > ctl[P.SKIPPED]:
-            raise CheckpointError(f"state ctl consecutive skips ({float(ctl[P.CONSEC])!r}) must "
-                                  f"not exceed the skipped total ({float(ctl[P.SKIPPED])!r})")
+            raise CheckpointError("state ctl consecutive skips must be at most the skipped "
+                                  f"total ({float(ctl[P.SKIPPED])!r}); got "
+                                  f"{float(ctl[P.CONSEC])!r}")
         if ctl[P.APPLIED] not in (0.0, 1.0):
             raise CheckpointError(f"state ctl applied flag (ctl[{P.APPLIED}]) must be 0 or 1; "
                                   f"got {float(ctl[P.APPLIED])!r}")

@@ -1,8 +1,8 @@
 """Optimizer inputs that cannot go wrong quietly: a loaded state whose hyper-parameters need a
-buffer the optimizer lacks is refused (it made the kernels write through an empty array),
-parameters that would train a private copy are refused, steps of one optimizer from several
-threads lose no update, and one LossScaler holds one scale for every optimizer using it (on the
-CPU and in the CUDA simulator)."""
+buffer the optimizer lacks is refused (the kernels would index an empty buffer), parameters that
+would train a private copy are refused, steps of one optimizer from several threads lose no
+update, and one LossScaler holds one scale for every optimizer using it (on the CPU and in the
+CUDA simulator)."""
 
 import array
 import json
@@ -116,7 +116,7 @@ def test_a_pytorch_tensor_is_trained_in_place():
 
 # 5. Several threads stepping one optimizer ---------------------------------------------------
 
-@pytest.mark.parametrize("n, steps", [(100, 1000), (1 << 18, 400), (1 << 20, 150)])
+@pytest.mark.parametrize("n, steps", [(1 << 18, 400), (1 << 20, 150)])
 def test_steps_of_one_optimizer_from_two_threads_lose_no_update(n, steps):
     """Each step subtracts exactly 1 (lr 1, gradient 1): 2 x ``steps`` steps end at exactly
     -2 ``steps`` (large arrays run the parallel kernels, which release the GIL)."""
@@ -139,24 +139,45 @@ def test_steps_of_one_optimizer_from_two_threads_lose_no_update(n, steps):
     np.testing.assert_array_equal(p, np.float32(-2 * steps))
 
 
-def test_state_dict_during_steps_from_another_thread_is_one_step_s_state():
-    """A state read while another thread steps holds the parameters' state of a whole step."""
+def test_a_checkpoint_saved_while_another_thread_steps_holds_one_step(tmp_path):
+    """SGD with lr 1 and gradient 1 moves every parameter to exactly -step: each file saved
+    while a thread steps must hold parameters, momentum and step counter of the same step."""
     p = np.zeros(1 << 16, np.float64)
     opt = fastml.SGD(p, lr=1.0, momentum=0.5)
     g = np.ones_like(p)
     done = threading.Event()
 
     def work():
-        for _ in range(300):
-            opt.step(g)
-        done.set()
+        try:
+            for _ in range(3000):
+                opt.step(g)
+        finally:
+            done.set()
 
     t = threading.Thread(target=work)
     t.start()
-    while not done.is_set():
-        buf = opt.state_dict()["state"]["momentum_buffer"][0]
-        assert buf.min() == buf.max()  # every element from the same step
-    t.join(timeout=120)
+    seen = 0
+    try:
+        while not done.is_set() or seen < 5:
+            fastml.save(tmp_path / "ck.npz", opt)
+            with np.load(tmp_path / "ck.npz") as f:
+                step = f["ctl"][P.STEP]
+                params, buf = f["param/0"], f["state/momentum_buffer/0"]
+            # buf_t = 0.5 buf_{t-1} + 1 from buf_1 = 1: 2 - 2^(1-t); p_t = p_{t-1} - buf_t.
+            want_buf = 2.0 - 2.0 ** (1 - step) if step else 0.0
+            want_p = -(2.0 * step - want_buf)  # the sum of buf_1 .. buf_t
+            assert params.min() == params.max() == pytest.approx(want_p, rel=1e-12, abs=0)
+            assert buf.min() == buf.max() == pytest.approx(want_buf, rel=1e-12, abs=0)
+            seen += 1
+    finally:
+        t.join(timeout=120)
+    assert seen >= 5
+
+
+def test_the_guard_is_fixed_at_construction():
+    opt = fastml.SGD(np.zeros(3), lr=0.1, guard=fastml.Guard(clip_norm=1.0))
+    with pytest.raises(AttributeError):
+        opt.guard = fastml.Guard(scaler=fastml.LossScaler())
 
 
 # 6. One LossScaler, several optimizers -------------------------------------------------------
@@ -211,21 +232,18 @@ def test_loading_a_checkpoint_sets_the_shared_scale(tmp_path):
     assert o2.step(np.full(3, 8.0)).scale == 8.0
 
 
-def test_steps_sharing_a_scaler_from_two_threads_count_every_clean_step():
-    sc = fastml.LossScaler(init_scale=2.0, growth_interval=10_000)
-    opts = [fastml.SGD(np.zeros(4), lr=1e-3, guard=fastml.Guard(scaler=sc)) for _ in range(2)]
-    g = np.full(4, 2.0)
+def test_a_copy_of_a_scaler_is_its_configuration():
+    import copy
+    import pickle
 
-    def work(opt):
-        for _ in range(500):
-            opt.step(g)
-
-    threads = [threading.Thread(target=work, args=(o,)) for o in opts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert opts[0].state_dict()["ctl"][P.GROWTH] == 1000
+    sc = fastml.LossScaler(init_scale=8.0, growth_interval=7)
+    fastml.SGD(np.zeros(3), lr=0.1, guard=fastml.Guard(scaler=sc)).step(np.full(3, np.nan))
+    assert sc.scale == 4.0
+    for twin in (copy.deepcopy(sc), pickle.loads(pickle.dumps(fastml.Guard(scaler=sc))).scaler):
+        assert (twin.scale, twin.growth_interval) == (8.0, 7)
+        opt = fastml.SGD(np.zeros(3), lr=0.1, guard=fastml.Guard(scaler=twin))
+        opt.step(np.full(3, np.nan))
+        assert (twin.scale, sc.scale) == (4.0, 4.0)
 
 
 @pytest.mark.cuda
@@ -239,8 +257,10 @@ def test_a_scaler_serves_one_device():
 
 
 @pytest.mark.cuda
-def test_a_shared_scaler_orders_steps_on_two_streams():
-    """o1 backs off on one stream; o2, on another, divides by the backed-off scale."""
+def test_a_shared_scaler_serves_optimizers_on_two_streams():
+    """o1 backs off on one stream; o2, on another, divides by the backed-off scale (the
+    simulator runs launches in order, so the event between the streams is exercised only on a
+    real GPU)."""
     from numba import cuda
 
     sc = fastml.LossScaler(init_scale=4.0)
