@@ -15,8 +15,8 @@ import numpy as np
 
 from . import _arrays as A
 from . import _streams, _tensor_groups, _threads
-from ._hyper import real
 from ._dispatch import backend
+from ._hyper import real
 from .errors import DeviceError, ShapeError
 from .kernels import cpu as cpu_kernels
 from .kernels import step_plan as P
@@ -56,8 +56,8 @@ class LossScaler:
     ``scale`` reads the live scale (on the GPU that read waits for the last step that used it).
     The scaler lives on the device of the first optimizer that uses it; optimizers on another
     device (the CPU, another GPU) cannot share it. A copy (pickle, ``copy.deepcopy``) holds the
-    configuration and starts at ``init_scale``. Thread-safe: steps of different optimizers that share a scaler
-    update its scale one at a time.
+    configuration and starts at ``init_scale``. Thread-safe: steps of different optimizers
+    that share a scaler update its scale one at a time.
     """
 
     def __init__(self, init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5,
