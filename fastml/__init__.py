@@ -13,7 +13,8 @@ from .params import FlatParams
 __version__ = "0.1.0"
 
 __all__ = [
-    "SGD", "Adagrad", "Adam", "AdamW", "CheckpointError", "DTypeError", "DeviceError", "FlatParams", "Guard",
+    "SGD", "Adagrad", "Adam", "AdamW", "CheckpointError", "DTypeError", "DeviceError",
+    "FlatParams", "Guard",
     "LossGrad", "LossGradPred", "LossScaler", "NonFiniteError", "Optimizer", "RMSprop",
     "ShapeError", "StepInfo", "all_finite", "bce_with_logits", "check_device_errors",
     "clip_grad_norm",
