@@ -43,8 +43,9 @@ class _Log:
         self.count = 0
         self.lock = threading.Lock()
 
-    def open(self, what):
-        """A slot for the next checked launch; ``what(index, value)`` words its error."""
+    def open(self, what, error=ShapeError):
+        """A slot for the next checked launch; ``what(index, value, seq)`` words its error,
+        raised as ``error``."""
         with self.lock:
             slot = self.count % SLOTS
             if slot in self.waiting:
@@ -56,18 +57,18 @@ class _Log:
             self.count += 1
             self.records[slot, 1] = 0
             self.records[slot, 0] = PENDING
-            self.waiting[slot] = (self.count, what)
+            self.waiting[slot] = (self.count, what, error)
             return self.slots[slot]
 
     def _raise_finished(self):
         """Forget the finished slots up to the first bad one, and raise its error."""
-        for slot, (seq, what) in list(self.waiting.items()):
+        for slot, (seq, what, error) in list(self.waiting.items()):
             index = int(self.records[slot, 0])
             if index == PENDING:
                 continue
             del self.waiting[slot]
             if index >= 0:
-                raise ShapeError(what(index, int(self.records[slot, 1]), seq))
+                raise error(what(index, int(self.records[slot, 1]), seq))
 
     def raise_finished(self):
         if self.waiting:

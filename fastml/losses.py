@@ -7,13 +7,13 @@ CUDA kernel chosen by where the arrays live.
 
 import functools
 import math
-import operator
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _arrays as A
 from . import _device_errors, _outputs, _streams
+from . import _scalars as S
 from ._dispatch import backend
 from .errors import DTypeError, ShapeError
 
@@ -40,23 +40,11 @@ class LossGradPred(NamedTuple):
 def _reduction_code(reduction):
     try:
         return REDUCTIONS[reduction]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError):  # TypeError: unhashable, such as an array
         raise ValueError(
-            f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
+            f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got "
+            f"{S.shown(reduction)}"
         ) from None
-
-
-def _real(value, name, *, low=-math.inf, high=math.inf, low_open=False):
-    try:
-        if isinstance(value, (str, bytes)):  # float() would parse "1e-3"
-            raise TypeError
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}") from None
-    if not (low < v if low_open else low <= v) or not v <= high or math.isnan(v):
-        lo = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {lo}{low}, {high}]; got {value!r}")
-    return v
 
 
 def _grad_out(out, like, like_name, cuda, inputs, user_like, stream):
@@ -92,7 +80,7 @@ def _pair(pred, target, pred_name, target_name, out):
 
 def _regression(kernel_name, pred, target, reduction, grad_scale, out, delta=0.0):
     code = _reduction_code(reduction)
-    grad_scale = _real(grad_scale, "grad_scale")
+    grad_scale = S.real(grad_scale, "grad_scale", finite=True)
     p, t, cuda, stream = _pair(pred, target, "pred", "target", out)
     grad, user_grad = _grad_out(out, p, "pred", cuda, {"pred": p, "target": t}, pred, stream)
     p_in = A.contiguous_input(p, "pred", cuda)
@@ -112,7 +100,7 @@ def mse(pred, target, *, reduction="mean", grad_scale=1.0, out=None):
     ----------
     pred, target : array of any shape, float32 or float64 (same shape and dtype)
     reduction : {"mean", "sum", "none"}
-    grad_scale : float
+    grad_scale : float, finite
         Multiplies the gradient (not the loss): a loss scale, or a 1/accumulation-steps factor.
     out : array like ``pred``, optional
         Receives the gradient; may be ``pred`` or ``target`` itself.
@@ -135,7 +123,7 @@ def huber(pred, target, *, delta=1.0, reduction="mean", grad_scale=1.0, out=None
     """Huber loss: ``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``, with
     ``d = pred - target``; the gradient is ``d`` clipped to ``[-delta, delta]``.
     ``delta`` must be positive. Other arguments as in :func:`mse`."""
-    delta = _real(delta, "delta", low=0.0, low_open=True)
+    delta = S.real(delta, "delta", low=0.0, low_open=True)
     return _regression("huber_fwd_bwd", pred, target, reduction, grad_scale, out, delta)
 
 
@@ -187,7 +175,7 @@ def bce_with_logits(logits, target, *, weight=None, pos_weight=None, reduction="
         As in :func:`mse`; ``out`` may be ``logits`` or ``target`` itself.
     """
     code = _reduction_code(reduction)
-    grad_scale = _real(grad_scale, "grad_scale")
+    grad_scale = S.real(grad_scale, "grad_scale", finite=True)
     x, t, cuda, stream = _pair(logits, target, "logits", "target", out)
     A.device_of(logits=logits, weight=weight, pos_weight=pos_weight)
     w = _weight_arg(weight, "weight", x, "logits", cuda)
@@ -227,7 +215,7 @@ def _ones(dtype, cuda):
     return _ONES[key]
 
 
-def _labels_arg(labels, n_rows, cuda):
+def _labels_arg(labels, n_rows, cuda, c, ignore_index):
     y = A.as_array(labels, "labels", cuda)
     kind = np.dtype(y.dtype).kind
     if kind not in "iu":
@@ -240,6 +228,13 @@ def _labels_arg(labels, n_rows, cuda):
     if np.dtype(y.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
         if cuda:
             raise DTypeError(f"labels must be int32 or int64 on the GPU; got {np.dtype(y.dtype)}")
+        if np.dtype(y.dtype) == np.dtype(np.uint64) and y.size and y.max() > S.INT64_MAX:
+            # int64 would wrap these to negative numbers and report a label nobody passed.
+            bad = y >= c
+            if ignore_index >= 0:
+                bad &= y != ignore_index
+            i = int(np.argmax(bad))
+            raise ShapeError(_label_message(c, ignore_index, i, int(y[i])))
         y = y.astype(np.int64)
     return A.contiguous_input(y, "labels", cuda)
 
@@ -263,7 +258,7 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
     labels : (N,) integer class indices in [0, C), or ``ignore_index``
     weight : (C,) same dtype as ``logits``, optional
         Class weights; a weighted mean divides by the sum of the weights of non-ignored rows.
-    ignore_index : int
+    ignore_index : int in [-2**63, 2**63)
         Rows with this label add nothing to the loss and get a zero gradient. If every row is
         ignored, a mean is 0.0 with a zero gradient (PyTorch gives NaN).
     label_smoothing : float in [0, 1]
@@ -279,13 +274,11 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
     LossGrad, or LossGradPred when ``return_pred``.
     """
     code = _reduction_code(reduction)
-    grad_scale = _real(grad_scale, "grad_scale")
-    label_smoothing = _real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    try:
-        ignore_index = operator.index(ignore_index)
-    except TypeError:
-        raise TypeError(
-            f"ignore_index must be an integer; got {type(ignore_index).__name__}") from None
+    grad_scale = S.real(grad_scale, "grad_scale", finite=True)
+    label_smoothing = S.real(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    # Any int64: labels are int32 or int64, so the kernels compare them with it in int64.
+    ignore_index = S.integer(ignore_index, "ignore_index")
+    return_pred = S.boolean(return_pred, "return_pred")
     cuda = A.device_of(logits=logits, labels=labels, weight=weight, out=out)
     x = A.as_array(logits, "logits", cuda)
     A.check_float(x, "logits")
@@ -296,7 +289,7 @@ def cross_entropy(logits, labels, *, weight=None, ignore_index=-100, label_smoot
         )
     A.check_non_empty(x, "logits")
     n, c = x.shape
-    y = _labels_arg(labels, n, cuda)
+    y = _labels_arg(labels, n, cuda, c, ignore_index)
     w = _weight_arg(weight, "weight", x, "logits", cuda)
     if w is not None and tuple(w.shape) != (c,):
         raise ShapeError(f"weight must have shape ({c},); got {tuple(w.shape)}")

@@ -1,24 +1,28 @@
 """Classification metrics with scikit-learn's semantics, derived from confusion counts that one
-parallel pass computes (``fastml.kernels.*.confusion``).
+parallel pass computes (``fastml._counts``, ``fastml.kernels.*.confusion``).
 
-Labels are non-negative integers. Integer ``y_pred`` are labels; float ``y_pred`` are scores:
+Labels are integers in [0, 2**63). Integer ``y_pred`` are labels; float ``y_pred`` are scores:
 1-D scores predict class 1 where ``score > threshold``, 2-D scores predict the row argmax (read
 in place, no copy). For integer predictions every result equals scikit-learn's, including
-``labels`` subsets, labels absent from the data, ``zero_division`` (0, 1, nan or "warn") and
-``sample_weight``.
+``labels`` subsets, labels absent from the data, large and sparse labels, ``zero_division``
+(0, 1, nan or "warn") and ``sample_weight`` (finite; negative weights are taken, as there).
+Without ``num_classes`` the cost of a call follows the number of distinct labels, at most
+16384, not their values.
 """
 
 import functools
 import math
-import operator
 import warnings
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _arrays as A
+from . import _counts as C
+from . import _scalars as S
 from . import _streams
 from ._dispatch import backend
-from .errors import DTypeError, ShapeError
+from .errors import DTypeError, NonFiniteError, ShapeError
 
 __all__ = [
     "ConfusionMatrix", "UndefinedMetricWarning", "accuracy", "confusion_matrix", "f1", "fbeta",
@@ -26,217 +30,28 @@ __all__ = [
 ]
 
 _AVERAGES = (None, "binary", "micro", "macro", "weighted")
-_FIRST_TABLE = 64  # without num_classes, count into a 64 x 64 table; larger labels: a 2nd pass
-_MAX_CLASSES = 1 << 14
+_NORMALIZE = (None, "true", "pred", "all")
 
 
 class UndefinedMetricWarning(UserWarning):
     """A metric divided by zero and was set by ``zero_division="warn"`` (scikit-learn's)."""
 
 
-# Inputs -----------------------------------------------------------------------------------------
-
-def _label_array(x, name, cuda):
-    a = A.as_array(x, name, cuda)
-    kind = np.dtype(a.dtype).kind
-    if kind == "b":
-        if not cuda:  # (the CUDA kernels read bool labels as 0/1 in place)
-            a = a.astype(np.int64)
-    elif kind not in "iu":
-        raise DTypeError(f"{name} must be an integer array of class labels; got "
-                         f"{np.dtype(a.dtype)}")
-    if a.ndim != 1:
-        raise ShapeError(f"{name} must be 1-D; got shape {tuple(a.shape)}")
-    return A.contiguous_input(a, name, cuda)
-
-
-def _inputs(y_true, y_pred, sample_weight, threshold):
-    """Validated kernel inputs: (y_true, y_pred, weight, kind, cuda, integer_weights, stream)."""
-    cuda = A.device_of(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
-    yt = _label_array(y_true, "y_true", cuda)
-    n = yt.shape[0]
-    if n == 0:
-        raise ShapeError("y_true must be non-empty; got 0 samples")
-    yp = A.as_array(y_pred, "y_pred", cuda)
-    kind = np.dtype(yp.dtype).kind
-    if kind == "f":
-        if yp.ndim not in (1, 2):
-            raise ShapeError(f"y_pred scores must be 1-D or 2-D; got shape {tuple(yp.shape)}")
-        form = "thresholded" if yp.ndim == 1 else "argmax"
-        if yp.ndim == 2 and yp.shape[1] == 0:
-            raise ShapeError("y_pred scores must have at least one column; got shape "
-                             f"{tuple(yp.shape)}")
-        yp = A.contiguous_input(yp, "y_pred", cuda)
-    else:
-        yp = _label_array(y_pred, "y_pred", cuda)
-        form = "label"
-    if yp.shape[0] != n:
-        raise ShapeError(f"y_pred must have the length of y_true ({n}); got {yp.shape[0]}")
-    threshold = float(threshold)
-    w, int_weights = _weights(sample_weight, n, cuda)
-    stream = _streams.for_arrays(y_true, y_pred, sample_weight) if cuda else 0
-    return yt, yp, w, form, cuda, int_weights, stream
-
-
-def _weights(sample_weight, n, cuda):
-    if sample_weight is None:
-        return None, True
-    w = A.as_array(sample_weight, "sample_weight", cuda)
-    kind = np.dtype(w.dtype).kind
-    if kind not in "iufb":
-        raise DTypeError(f"sample_weight must be numeric; got {np.dtype(w.dtype)}")
-    if w.ndim != 1 or w.shape[0] != n:
-        raise ShapeError(f"sample_weight must have shape ({n},); got {tuple(w.shape)}")
-    if np.dtype(w.dtype) != np.dtype(np.float64) and not cuda:
-        w = w.astype(np.float64)  # (the CUDA kernels convert each weight to float64 in place)
-    return A.contiguous_input(w, "sample_weight", cuda), kind in "iub"
-
-
-class _Counts:
-    """A confusion table over labels 0..k-1 with the labels present in the data."""
-
-    def __init__(self, cm, seen, weighted, integer_weights=True):
-        self.cm = cm  # (k, k) host array, int64 or float64
-        self.seen = seen  # (k,) bool
-        self.weighted = weighted
-        self.integer_weights = integer_weights
-
-    @property
-    def present(self):
-        return np.flatnonzero(self.seen)
-
-    def sums(self, labels):
-        """Per-label tp, predicted and true sums (0 for labels outside the table)."""
-        cm = self.cm.astype(np.float64) if self.weighted else self.cm
-        k = cm.shape[0]
-        labels = np.asarray(labels, dtype=np.int64)
-        every = (np.diagonal(cm), cm.sum(axis=0), cm.sum(axis=1))
-        if labels.size == 0 or (labels.min() >= 0 and labels.max() < k):  # the common case
-            return tuple(x[labels] for x in every)
-        inside = (labels >= 0) & (labels < k)
-        safe = np.where(inside, labels, 0)
-        return tuple(np.where(inside, x[safe], 0) for x in every)
-
-
-def _count_kernel(kernels, form):
-    """The confusion-counting kernel that reads ``y_pred`` of this form."""
-    return {"label": kernels.confusion_counts,
-            "thresholded": kernels.confusion_counts_thresholded,
-            "argmax": kernels.confusion_counts_argmax}[form]
-
-
-def _run_counts(yt, yp, w, form, cuda, threshold, k, stream):
-    """One counting pass into a fresh (k, k) table; returns (cm, seen, status) on the host.
-
-    On the GPU the kernels run on ``stream`` and the copies back wait for it, after which the
-    inputs are ready for any further host read."""
-    kernels = backend(cuda, stream)
-    kernel = _count_kernel(kernels, form)
-    dtype = np.float64 if w is not None else np.int64
-    cm, seen, status = np.zeros((k, k), dtype), np.zeros(k, np.bool_), np.zeros(2, np.int64)
-    no_weight = np.zeros(0)
-    if cuda:
-        cm, seen, status, no_weight = (_streams.to_device(a, stream)
-                                       for a in (cm, seen, status, no_weight))
-    kernel(cm, seen, status, yt, yp, no_weight if w is None else w, threshold)
-    if cuda:
-        return tuple(_streams.to_host(a, stream) for a in (cm, seen, status))
-    return cm, seen, status
-
-
-def _label_error(yt, yp, form, bad, k, threshold):
-    value_t = int(_item(yt, bad))
-    if not 0 <= value_t < k:
-        return _range_error("y_true", bad, value_t, k)
-    return _range_error("y_pred", bad, _predicted(yp, form, bad, threshold), k)
-
-
-def _predicted(yp, form, i, threshold):
-    """The label the kernels read off ``y_pred[i]`` (for messages)."""
-    x = _item(yp, i)
-    if form == "label":
-        return int(x)
-    if form == "thresholded":
-        return int(x > threshold)
-    nan = np.flatnonzero(np.isnan(x))  # argmax: first NaN, else first maximum
-    return int(nan[0]) if nan.size else int(np.argmax(x))
-
-
-def _item(a, i):
-    # Read only after _run_counts (or top_k's status copy) has waited for the call's stream.
-    return a[i:i + 1].copy_to_host()[0] if hasattr(a, "copy_to_host") else a[i]
-
-
-def _range_error(name, i, value, k):
-    if value < 0:
-        return ShapeError(f"{name} must hold non-negative class labels; got {name}[{i}] = {value}")
-    return ShapeError(f"{name} must hold labels in [0, {k}) (num_classes={k}); "
-                      f"got {name}[{i}] = {value}")
-
-
-def _counts(y_true, y_pred, sample_weight=None, threshold=0.5, num_classes=None,
-            zero_weights=False, inputs=None):
-    yt, yp, w, form, cuda, int_w, stream = inputs or _inputs(y_true, y_pred, sample_weight,
-                                                             threshold)
-    threshold = float(threshold)
-    if num_classes is not None:
-        k = _num_classes(num_classes)
-        cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k, stream)
-        if status[0] >= 0:
-            raise _label_error(yt, yp, form, int(status[0]), k, threshold)
-        if not zero_weights:
-            _check_some_weight(cm, w)
-        return _Counts(cm, seen, w is not None, int_w)
-    k = _FIRST_TABLE if form != "argmax" else max(_FIRST_TABLE, yp.shape[1])
-    cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k, stream)
-    if status[0] >= 0:
-        bad = int(status[0])
-        value = min(int(_item(yt, bad)), int(_item(yp, bad)) if form == "label" else 0)
-        if value < 0:
-            raise _label_error(yt, yp, form, bad, k, threshold)
-        k = int(status[1]) + 1
-        if k > _MAX_CLASSES:
-            raise ShapeError(f"labels must be below {_MAX_CLASSES} unless num_classes is given; "
-                             f"got a label of {k - 1}")
-        cm, seen, status = _run_counts(yt, yp, w, form, cuda, threshold, k, stream)
-        if status[0] >= 0:  # a negative label after the first large one
-            raise _label_error(yt, yp, form, int(status[0]), k, threshold)
-    k = int(status[1]) + 1
-    _check_some_weight(cm, w)
-    return _Counts(cm[:k, :k].copy(), seen[:k].copy(), w is not None, int_w)
-
-
-def _check_some_weight(cm, w):
-    """scikit-learn rejects weights that are all 0. A table with a non-zero cell proves some
-    weight is not, so the weights themselves are read only when every cell is 0."""
-    if w is not None and not cm.any() and not _host(w).any():
-        raise ValueError("sample_weight must contain at least one non-zero number; got all "
-                         "zeros")
-
-
-def _host(a):
-    return a.copy_to_host() if hasattr(a, "copy_to_host") else a
-
-
-def _num_classes(num_classes):
-    try:
-        k = operator.index(num_classes)
-    except TypeError:
-        raise TypeError(f"num_classes must be an integer; got {type(num_classes).__name__}") \
-            from None
-    if not 1 <= k <= _MAX_CLASSES:
-        raise ValueError(f"num_classes must be in [1, {_MAX_CLASSES}]; got {k}")
-    return k
-
-
 # Confusion matrix and accuracy ----------------------------------------------------------------
+
+def _counts(y_true, y_pred, sample_weight, threshold, num_classes=None):
+    """The counts of a functional call (arguments validated before any kernel runs)."""
+    k = None if num_classes is None else C.num_classes_arg(num_classes)
+    return C.counts(C.inputs(y_true, y_pred, sample_weight, threshold), k)
+
+
+def _normalize_arg(normalize):
+    return S.choice(normalize, "normalize", _NORMALIZE)
+
 
 def _normalized(cm, normalize):
     if normalize is None:
         return cm
-    if normalize not in ("true", "pred", "all"):
-        raise ValueError(f"normalize must be one of 'true', 'pred', 'all' or None; got "
-                         f"{normalize!r}")
     cm = cm.astype(np.float64)
     with np.errstate(all="ignore"):
         if normalize == "true":
@@ -252,7 +67,7 @@ def _table(counts, num_classes):
     """scikit-learn's matrix: over the present labels, or over 0..num_classes-1."""
     cm = counts.cm
     if num_classes is None:
-        present = counts.present
+        present = np.flatnonzero(counts.seen)  # table indices, whatever labels they stand for
         cm = cm[np.ix_(present, present)]
     if counts.weighted and counts.integer_weights:
         cm = cm.astype(np.int64)
@@ -268,9 +83,7 @@ def confusion_matrix(y_true, y_pred, *, num_classes=None, sample_weight=None, no
     outside raise). ``normalize`` is "true", "pred", "all" or None, as in scikit-learn.
     Returns an int64 array, float64 with float weights or normalization.
     """
-    if normalize not in (None, "true", "pred", "all"):
-        raise ValueError(f"normalize must be one of 'true', 'pred', 'all' or None; got "
-                         f"{normalize!r}")
+    normalize = _normalize_arg(normalize)
     counts = _counts(y_true, y_pred, sample_weight, threshold, num_classes)
     cm = _normalized(_table(counts, num_classes), normalize)
     if cm.shape == (1, 1):  # scikit-learn's warning (it names its `labels` parameter)
@@ -311,23 +124,23 @@ def _divide(num, den, metric, modifier, average, warn_for, zero_division):
 
 
 def _zero_division_value(zero_division):
-    if isinstance(zero_division, str):
-        return 0.0
-    return math.nan if math.isnan(zero_division) else float(zero_division)
+    return 0.0 if isinstance(zero_division, str) else zero_division
 
 
-def _check_zero_division(zero_division):
-    if isinstance(zero_division, str):
-        if zero_division != "warn":
-            raise ValueError(f"zero_division must be 0, 1, nan or 'warn'; got {zero_division!r}")
-        return
-    try:
-        z = float(zero_division)
-    except (TypeError, ValueError):
+def _zero_division_arg(zero_division):
+    """"warn", or the float 0.0, 1.0 or nan."""
+    if isinstance(zero_division, str) and zero_division == "warn":
+        return zero_division
+    z = None
+    if not isinstance(zero_division, (str, bytes)) and not np.iscomplexobj(zero_division):
+        try:
+            z = float(zero_division)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if z is None or not (z in (0.0, 1.0) or math.isnan(z)):
         raise ValueError(f"zero_division must be 0, 1, nan or 'warn'; got "
-                         f"{zero_division!r}") from None
-    if not (z in (0.0, 1.0) or math.isnan(z)):
-        raise ValueError(f"zero_division must be 0, 1, nan or 'warn'; got {zero_division!r}")
+                         f"{S.shown(zero_division)}")
+    return z
 
 
 def _nanaverage(values, weights=None):
@@ -347,11 +160,39 @@ def _nanaverage(values, weights=None):
     return float(np.average(values, weights=weights))
 
 
-def _select_labels(counts, average, labels, pos_label):
+class _PrfArgs(NamedTuple):
+    beta: float
+    average: Any  # one of _AVERAGES
+    labels: Any  # (L,) int64 or None
+    pos_label: Any  # int or None
+    zero_division: Any  # "warn", 0.0, 1.0 or nan
+
+
+def _prf_args(beta, average, labels, pos_label, zero_division):
+    """The precision/recall/F arguments, validated before anything is counted."""
+    beta = S.real(beta, "beta", low=0.0, expected=">= 0")
+    average = S.choice(average, "average", _AVERAGES)
+    if isinstance(pos_label, (bool, np.bool_)):
+        pos_label = int(pos_label)  # True and False name the labels of boolean data
+    elif pos_label is not None:
+        pos_label = S.integer(pos_label, "pos_label")
+    elif average == "binary":
+        raise ValueError("pos_label must be an integer label when average='binary'; got None")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or np.dtype(labels.dtype).kind not in "iu":
+            raise DTypeError(f"labels must be a 1-D sequence of integer labels; got "
+                             f"{labels.dtype} of shape {labels.shape}")
+        if labels.dtype == np.uint64 and labels.size and labels.max() > S.INT64_MAX:
+            raise ValueError(f"labels must be integers below 2**63 (int64); got "
+                             f"{int(labels.max())}")
+        labels = labels.astype(np.int64)
+    return _PrfArgs(beta, average, labels, pos_label, _zero_division_arg(zero_division))
+
+
+def _select_labels(counts, args):
     """scikit-learn's ``_check_set_wise_labels``: the labels to score."""
-    if average not in _AVERAGES:
-        raise ValueError(f"average must be one of {', '.join(map(repr, _AVERAGES))}; got "
-                         f"{average!r}")
+    average, pos_label = args.average, args.pos_label
     present = counts.present.tolist()
     if average == "binary":
         if len(present) > 2:
@@ -365,20 +206,14 @@ def _select_labels(counts, average, labels, pos_label):
         warnings.warn(f"Note that pos_label (set to {pos_label!r}) is ignored when average != "
                       f"'binary' (got {average!r}). You may use labels=[pos_label] to specify a "
                       "single positive class.", UserWarning, stacklevel=4)
-    if labels is None:
+    if args.labels is None:
         return np.asarray(present, dtype=np.int64)
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or np.dtype(labels.dtype).kind not in "iu":
-        raise DTypeError(f"labels must be a 1-D sequence of integer labels; got "
-                         f"{labels.dtype} of shape {labels.shape}")
-    return labels.astype(np.int64)
+    return args.labels
 
 
-def _prf(counts, beta, average, labels, pos_label, zero_division, warn_for):
-    _check_zero_division(zero_division)
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0; got {beta!r}")
-    chosen = _select_labels(counts, average, labels, pos_label)
+def _prf(counts, args, warn_for):
+    beta, average, zero_division = args.beta, args.average, args.zero_division
+    chosen = _select_labels(counts, args)
     tp, pred, true = counts.sums(chosen)
     if average == "micro":
         tp, pred, true = (np.array([x.sum()]) for x in (tp, pred, true))
@@ -407,15 +242,16 @@ def _prf(counts, beta, average, labels, pos_label, zero_division, warn_for):
 _PRF_DOC = """
     Parameters
     ----------
-    y_true : (N,) non-negative integer labels
-    y_pred : (N,) integer labels, (N,) float scores (class 1 where ``> threshold``) or (N, C)
-        float scores (row argmax)
+    y_true : (N,) integer labels in [0, 2**63)
+    y_pred : (N,) integer labels, (N,) float32/float64 scores (class 1 where ``> threshold``)
+        or (N, C) float32/float64 scores (row argmax)
     average : "binary", "micro", "macro", "weighted" or None (per label)
     pos_label : int, the positive class for ``average="binary"``
     labels : sequence of int, optional; the labels to score (subsets and absent labels allowed)
     zero_division : 0, 1, nan or "warn" (0 with an ``UndefinedMetricWarning``)
-    sample_weight : (N,) float, optional
-    threshold : float, for 1-D scores
+    sample_weight : (N,) numbers, optional; NaN or infinite ones raise ``NonFiniteError``,
+        negative ones are taken (as in scikit-learn)
+    threshold : float (not NaN), for 1-D scores
 """
 
 
@@ -426,30 +262,33 @@ def precision_recall_fscore(y_true, y_pred, *, beta=1.0, average=None, labels=No
     ``precision_recall_fscore_support``). With ``average=None`` each is an array over the
     labels and ``support`` counts the true samples per label; otherwise three floats and None.
     """
+    args = _prf_args(beta, average, labels, pos_label, zero_division)
     counts = _counts(y_true, y_pred, sample_weight, threshold)
-    return _prf(counts, float(beta), average, labels, pos_label, zero_division,
-                ("precision", "recall", "f-score"))
+    return _prf(counts, args, ("precision", "recall", "f-score"))
 
 
 def precision(y_true, y_pred, *, average="binary", pos_label=1, labels=None,
               zero_division="warn", sample_weight=None, threshold=0.5):
     """Precision ``tp / (tp + fp)`` (scikit-learn's ``precision_score``)."""
+    args = _prf_args(1.0, average, labels, pos_label, zero_division)
     counts = _counts(y_true, y_pred, sample_weight, threshold)
-    return _prf(counts, 1.0, average, labels, pos_label, zero_division, ("precision",))[0]
+    return _prf(counts, args, ("precision",))[0]
 
 
 def recall(y_true, y_pred, *, average="binary", pos_label=1, labels=None,
            zero_division="warn", sample_weight=None, threshold=0.5):
     """Recall ``tp / (tp + fn)`` (scikit-learn's ``recall_score``)."""
+    args = _prf_args(1.0, average, labels, pos_label, zero_division)
     counts = _counts(y_true, y_pred, sample_weight, threshold)
-    return _prf(counts, 1.0, average, labels, pos_label, zero_division, ("recall",))[1]
+    return _prf(counts, args, ("recall",))[1]
 
 
 def fbeta(y_true, y_pred, beta, *, average="binary", pos_label=1, labels=None,
           zero_division="warn", sample_weight=None, threshold=0.5):
     """F-beta ``(1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)`` (scikit-learn's ``fbeta_score``)."""
+    args = _prf_args(beta, average, labels, pos_label, zero_division)
     counts = _counts(y_true, y_pred, sample_weight, threshold)
-    return _prf(counts, float(beta), average, labels, pos_label, zero_division, ("f-score",))[2]
+    return _prf(counts, args, ("f-score",))[2]
 
 
 def f1(y_true, y_pred, *, average="binary", pos_label=1, labels=None, zero_division="warn",
@@ -472,8 +311,10 @@ def top_k_accuracy(y_true, scores, *, k=2, sample_weight=None, normalize=True):
     ``top_k_accuracy_score`` (the higher column index first; NaN above every number).
     Unlike scikit-learn, ``y_true`` need not contain every class.
     """
+    k = S.integer(k, "k", low=1, high=math.inf, expected=">= 1")
+    normalize = S.boolean(normalize, "normalize")
     cuda = A.device_of(y_true=y_true, scores=scores, sample_weight=sample_weight)
-    yt = _label_array(y_true, "y_true", cuda)
+    yt = C.label_array(y_true, "y_true", cuda)
     s = A.as_array(scores, "scores", cuda)
     A.check_float(s, "scores")
     if s.ndim != 2:
@@ -484,37 +325,48 @@ def top_k_accuracy(y_true, scores, *, k=2, sample_weight=None, normalize=True):
                          f"{yt.shape[0]}")
     if n == 0 or c == 0:
         raise ShapeError(f"scores must be non-empty; got shape {tuple(s.shape)}")
-    try:
-        k = operator.index(k)
-    except TypeError:
-        raise TypeError(f"k must be an integer; got {type(k).__name__}") from None
-    if k < 1:
-        raise ValueError(f"k must be >= 1; got {k}")
     if k >= c:
         warnings.warn(f"'k' ({k}) greater than or equal to 'n_classes' ({c}) will result in a "
                       "perfect score and is therefore meaningless.", UndefinedMetricWarning,
                       stacklevel=2)
-    w, _ = _weights(sample_weight, n, cuda)
+    w, int_w = C.weights(sample_weight, n, cuda)
     s = A.contiguous_input(s, "scores", cuda)
+    total = float(n)
+    if w is not None and not cuda:
+        total = float(w.sum())  # the denominator, and the proof that every weight is finite
+        if not math.isfinite(total):
+            C.check_finite(w)
     status = np.zeros(2)
     no_weight = np.zeros(0)
+    record = np.full(2, -1, np.int64)
     stream = _streams.for_arrays(y_true, scores, sample_weight) if cuda else 0
     if cuda:
-        status, no_weight = (_streams.to_device(a, stream) for a in (status, no_weight))
-    backend(cuda, stream).top_k_hits(status, s, yt, no_weight if w is None else w, k)
-    status = _streams.to_host(status, stream) if cuda else status
+        status, no_weight, record = (_streams.to_device(a, stream)
+                                     for a in (status, no_weight, record))
+        if w is not None and not int_w:
+            from .kernels.cuda import sample_weight as weight_kernels
+
+            weight_kernels.first_non_finite(record, w, stream)
+    # A row outranked by at least C - 1 columns still makes the top C: any k >= C counts
+    # every row, and min() keeps k within the kernel's int64.
+    backend(cuda, stream).top_k_hits(status, s, yt, no_weight if w is None else w, min(k, c))
+    if cuda:
+        status, record = (_streams.to_host(a, stream) for a in (status, record))
+    if record[0] >= 0:
+        raise NonFiniteError(C.weight_message(int(record[0]), _WEIGHT_CODES[int(record[1])]))
     if status[1] >= 0:
         bad = int(status[1])
-        raise _range_error("y_true", bad, int(_item(yt, bad)), c)
+        raise C.range_error("y_true", bad, int(C.item(yt, bad)), c)
     hits = float(status[0])
     if not normalize:
         return hits
-    total = float(n) if w is None else float(_host_sum(w))
+    if w is not None and cuda:
+        total = float(C.host(w).sum())
     return hits / total
 
 
-def _host_sum(w):
-    return (w.copy_to_host() if hasattr(w, "copy_to_host") else w).sum()
+#: ``sample_weight.first_non_finite``'s record codes, as the value in a message.
+_WEIGHT_CODES = {0: "nan", 1: "inf", -1: "-inf"}
 
 
 # Streaming --------------------------------------------------------------------------------------
@@ -522,12 +374,19 @@ def _host_sum(w):
 class _DeviceCounts:
     """A ``ConfusionMatrix``'s tables on the GPU: counts (int64) and weighted sums (float64),
     added to by batches queued on any stream, and read back once, when the counts are asked for.
+
+    Integer counts and integer weights go straight into the tables (the counting kernel adds
+    nothing unless every label is valid). Float weights are checked on the device, and their
+    batch is counted into a scratch table added to the running one only if they are all finite
+    (``fastml.kernels.cuda.sample_weight``). A bad batch is reported like a bad label, by a
+    later fastml call (``fastml._device_errors``): the host never waits for the check.
     """
 
     def __init__(self, k):
         self.k = k
         self.cm = {}  # dtype -> device table
         self.seen = None
+        self.batch = None  # (batch table, batch seen) of float-weighted batches, kept zeroed
         self.integer_weights = True
         self.stream = 0
 
@@ -536,10 +395,10 @@ class _DeviceCounts:
             self.cm[dtype] = _streams.to_device(np.zeros((self.k, self.k), dtype), self.stream)
         return self.cm[dtype]
 
-    def add(self, inputs, threshold):
+    def add(self, inp):
         from . import _device_errors
 
-        yt, yp, w, form, _, int_w, stream = inputs
+        stream, w = inp.stream, inp.weight
         if not _streams.same(stream, self.stream):
             if self.seen is not None:  # the tables were last written on another stream
                 _streams.wait_for(stream, self.stream)
@@ -547,16 +406,28 @@ class _DeviceCounts:
         if self.seen is None:
             self.seen = _streams.to_device(np.zeros(self.k, np.bool_), stream)
         cm = self._table(np.float64 if w is not None else np.int64)
-        self.integer_weights = self.integer_weights and int_w
-        k = self.k
-        status = _device_errors.log().open(functools.partial(_deferred_label_error, k))
-        kernels = backend(True, stream)
-        kernel = _count_kernel(kernels, form)
-        kernel(cm, self.seen, status, yt, yp, _no_weight() if w is None else w, threshold)
+        self.integer_weights = self.integer_weights and inp.integer_weights
+        log = _device_errors.log()
+        status = log.open(functools.partial(_deferred_label_error, self.k))
+        kernel = C.count_kernel(backend(True, stream), inp.form)
+        if w is None or inp.integer_weights:
+            kernel(cm, self.seen, status, inp.y_true, inp.y_pred,
+                   _no_weight() if w is None else w, inp.threshold)
+        else:
+            from .kernels.cuda import sample_weight as weight_kernels
+
+            if self.batch is None:
+                self.batch = (_streams.to_device(np.zeros((self.k, self.k)), stream),
+                              _streams.to_device(np.zeros(self.k, np.bool_), stream))
+            batch, batch_seen = self.batch
+            record = log.open(_deferred_weight_error, NonFiniteError)
+            weight_kernels.first_non_finite(record, w, stream)
+            kernel(batch, batch_seen, status, inp.y_true, inp.y_pred, w, inp.threshold)
+            weight_kernels.add_batch_if_finite(cm, self.seen, batch, batch_seen, record, stream)
         _device_errors.raise_finished()
 
     def collect(self):
-        """The tables as host ``_Counts`` (waits for their stream; raises a batch's error)."""
+        """The tables as host ``Counts`` (waits for their stream; raises a batch's error)."""
         from . import _device_errors
 
         tables = {dtype: _streams.to_host(t, self.stream) for dtype, t in self.cm.items()}
@@ -565,7 +436,7 @@ class _DeviceCounts:
         _device_errors.raise_finished()  # the stream is done, and with it the batches' checks
         weighted = np.float64 in tables
         cm = sum(tables.values()) if tables else np.zeros((self.k, self.k), np.int64)
-        return _Counts(cm, seen, weighted, self.integer_weights)
+        return C.Counts(cm, seen, weighted, self.integer_weights)
 
 
 _NO_WEIGHT = []
@@ -587,6 +458,14 @@ def _deferred_label_error(k, index, largest, seq):
             "counted)")
 
 
+def _deferred_weight_error(index, code, seq):
+    return (
+        f"sample_weight must be finite; got sample_weight[{index}] = {_WEIGHT_CODES[code]} in a "
+        f"GPU batch (found on the GPU after ConfusionMatrix.update, checked call #{seq}, "
+        "returned; the batch was not counted). Drop those samples, or give them a finite "
+        "weight, e.g. with nan_to_num")
+
+
 class ConfusionMatrix:
     """Confusion counts accumulated over many batches (or merged across workers), with every
     metric derived from them exactly as the functional API would on the concatenated data.
@@ -598,27 +477,26 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes):
-        self.num_classes = _num_classes(num_classes)
+        self.num_classes = C.num_classes_arg(num_classes)
         k = self.num_classes
-        self._host_counts = _Counts(np.zeros((k, k), np.int64), np.zeros(k, np.bool_), False)
+        self._host_counts = C.Counts(np.zeros((k, k), np.int64), np.zeros(k, np.bool_), False)
         self._device = None  # GPU batches: _DeviceCounts, folded in when the counts are read
 
     def update(self, y_true, y_pred, *, sample_weight=None, threshold=0.5):
-        """Add one batch. Labels outside [0, num_classes) raise and add nothing.
+        """Add one batch. Labels outside [0, num_classes) and NaN or infinite weights raise
+        and add nothing.
 
         GPU batches are counted into tables on the device without waiting for it: a bad label
-        adds nothing there, and its error is raised by a later fastml call (the first that sees
-        the device done, at the latest the next read of the counts; see
+        or weight adds nothing there, and its error is raised by a later fastml call (the first
+        that sees the device done, at the latest the next read of the counts; see
         ``fastml.check_device_errors``)."""
-        inputs = _inputs(y_true, y_pred, sample_weight, threshold)
-        if inputs[4]:  # cuda
+        inp = C.inputs(y_true, y_pred, sample_weight, threshold)
+        if inp.cuda:
             if self._device is None:
                 self._device = _DeviceCounts(self.num_classes)
-            self._device.add(inputs, float(threshold))
+            self._device.add(inp)
             return self
-        batch = _counts(y_true, y_pred, sample_weight, threshold, self.num_classes,
-                        zero_weights=True, inputs=inputs)
-        self._add(batch)
+        self._add(C.counts(inp, self.num_classes, zero_weights=True))
         return self
 
     @property
@@ -646,8 +524,8 @@ class ConfusionMatrix:
         if other.num_classes != self.num_classes:
             raise ShapeError(f"other must have num_classes={self.num_classes}; got "
                              f"{other.num_classes}")
-        self._add(_Counts(other._counts.cm, other._counts.seen, other._counts.weighted,
-                          other._counts.integer_weights))
+        self._add(C.Counts(other._counts.cm, other._counts.seen, other._counts.weighted,
+                           other._counts.integer_weights))
         return self
 
     def reset(self):
@@ -657,6 +535,7 @@ class ConfusionMatrix:
 
     def compute(self, normalize=None):
         """The (num_classes, num_classes) matrix so far."""
+        normalize = _normalize_arg(normalize)
         return _normalized(_table(self._counts, self.num_classes), normalize)
 
     def accuracy(self):
@@ -664,20 +543,20 @@ class ConfusionMatrix:
 
     def precision_recall_fscore(self, *, beta=1.0, average=None, labels=None, pos_label=1,
                                 zero_division="warn"):
-        return _prf(self._counts, float(beta), average, labels, pos_label, zero_division,
-                    ("precision", "recall", "f-score"))
+        args = _prf_args(beta, average, labels, pos_label, zero_division)
+        return _prf(self._counts, args, ("precision", "recall", "f-score"))
 
     def precision(self, *, average="binary", pos_label=1, labels=None, zero_division="warn"):
-        return _prf(self._counts, 1.0, average, labels, pos_label, zero_division,
-                    ("precision",))[0]
+        args = _prf_args(1.0, average, labels, pos_label, zero_division)
+        return _prf(self._counts, args, ("precision",))[0]
 
     def recall(self, *, average="binary", pos_label=1, labels=None, zero_division="warn"):
-        return _prf(self._counts, 1.0, average, labels, pos_label, zero_division,
-                    ("recall",))[1]
+        args = _prf_args(1.0, average, labels, pos_label, zero_division)
+        return _prf(self._counts, args, ("recall",))[1]
 
     def fbeta(self, beta, *, average="binary", pos_label=1, labels=None, zero_division="warn"):
-        return _prf(self._counts, float(beta), average, labels, pos_label, zero_division,
-                    ("f-score",))[2]
+        args = _prf_args(beta, average, labels, pos_label, zero_division)
+        return _prf(self._counts, args, ("f-score",))[2]
 
     def f1(self, *, average="binary", pos_label=1, labels=None, zero_division="warn"):
         return self.fbeta(1.0, average=average, pos_label=pos_label, labels=labels,

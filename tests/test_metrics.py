@@ -600,6 +600,204 @@ def test_streaming_rejected_update_changes_nothing():
 
 
 # ---------------------------------------------------------------------------------------------
+# Large and sparse labels: counted in the space of the labels present
+
+
+def sparse_labels(n, spread, seed=0):
+    """Five labels ``spread`` apart (0, spread, ..., 4 spread), mostly predicted right, with one
+    label only in y_true (``4 spread + 1``) and one only in y_pred (``3 spread + 7``)."""
+    rng = np.random.default_rng(seed + n)
+    y_true = rng.integers(0, 5, n) * spread
+    y_pred = np.where(rng.random(n) < 0.6, y_true, rng.integers(0, 5, n) * spread)
+    y_true[n // 3] = 4 * spread + 1
+    y_pred[n // 2] = 3 * spread + 7
+    return y_true, y_pred
+
+
+# 16383 and 8191: one large label among small ones (the dense table was quadratic in it); 1000:
+# a moderate range (presence table); 2**40 .. 2**62: ranges only a sort can compact.
+SPREADS = [16383 // 4, 1000, 2**40, 2**61 - 1]
+
+
+@pytest.mark.parametrize("spread", SPREADS)
+@pytest.mark.parametrize("weights", WEIGHTS)
+def test_sparse_labels_equal_sklearn(spread, weights, one_thread):
+    sk = sklearn_metrics()
+    n = 3001
+    y_true, y_pred = sparse_labels(n, spread)
+    _, _, w = labels_data(n, 5, weights=weights)
+    present = np.union1d(y_true, y_pred)
+    assert_same(M.confusion_matrix(y_true, y_pred, sample_weight=w),
+                sk.confusion_matrix(y_true, y_pred, sample_weight=w), "cm")
+    for normalize in ("true", "pred", "all"):
+        assert_same(M.confusion_matrix(y_true, y_pred, sample_weight=w, normalize=normalize),
+                    sk.confusion_matrix(y_true, y_pred, sample_weight=w, normalize=normalize),
+                    f"cm {normalize}")
+    assert_same(M.accuracy(y_true, y_pred, sample_weight=w),
+                sk.accuracy_score(y_true, y_pred, sample_weight=w), "accuracy")
+    subsets = [None, present[::-2].tolist(), [int(present[-1]), 5, 0, 3 * spread + 8]]
+    for labels in subsets:
+        for average in ("micro", "macro", "weighted", None):
+            _check_prf(y_true, y_pred, w, average, "warn", labels=labels, sk=sk,
+                       singles=labels is None)
+    # Two large labels: average="binary" with either as pos_label.
+    yt, yp = (np.where(a == 0, 2**62, 2**40) for a in (y_true % 2, y_pred % 2))
+    for pos_label in (2**62, 2**40):
+        _check_prf(yt, yp, w, "binary", "warn", pos_label=pos_label, sk=sk)
+    with pytest.raises(ValueError, match=r"pos_label=1 is not a valid label"):
+        M.f1(yt, yp)
+
+
+def test_sparse_labels_with_scores(one_thread):
+    sk = sklearn_metrics()
+    rng = np.random.default_rng(6)
+    n = 500
+    scores = rng.random((n, 4))
+    y_true = rng.integers(0, 4, n)
+    y_true[::50] = 2**50  # a true class no column predicts
+    pred = scores.argmax(axis=1)
+    assert_same(M.confusion_matrix(y_true, scores), sk.confusion_matrix(y_true, pred))
+    for average in ("micro", "macro", "weighted", None):
+        assert_same(M.precision_recall_fscore(y_true, scores, average=average, zero_division=0),
+                    sk.precision_recall_fscore_support(y_true, pred, average=average,
+                                                       zero_division=0), average)
+    s = rng.random(n)
+    y2 = (s > 0.5).astype(np.int64)
+    y2[7] = 16383
+    assert_same(M.confusion_matrix(y2, s), sk.confusion_matrix(y2, (s > 0.5).astype(np.int64)))
+    assert_same(M.accuracy(y2, s), sk.accuracy_score(y2, (s > 0.5).astype(np.int64)))
+
+
+def test_sparse_labels_cost_follows_distinct_labels(monkeypatch, one_thread):
+    """Tables follow the number of distinct labels, never the largest value: 1,000 samples
+    with one label of 16383 count into an 11 x 11 table, not a 16384 x 16384 one."""
+    from fastml import _counts
+
+    sizes = []
+    real = _counts.run_counts
+    monkeypatch.setattr(_counts, "run_counts", lambda inp, k: sizes.append(k) or real(inp, k))
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 10, 1000)
+    y_pred = y_true.copy()
+    y_true[500] = 16383
+    assert M.accuracy(y_true, y_pred) == 0.999
+    assert sizes == [64, 11]  # the first 64 x 64 pass, then the 11 labels present
+    for top in (2**62, 2**63 - 1):
+        sizes.clear()
+        y_true[500] = top
+        assert M.accuracy(y_true, y_pred) == 0.999
+        assert sizes == [64, 11]
+    # Labels 0..299, all present: ranks are the labels themselves, counted without a map.
+    sizes.clear()
+    y = np.arange(1000) % 300
+    assert M.accuracy(y, y) == 1.0 and sizes == [64, 300]
+
+
+def test_sparse_labels_streamed_against_num_classes(one_thread):
+    # The compact space and a dense num_classes table give the same metrics.
+    y_true, y_pred = sparse_labels(2000, 101)
+    _, _, w = labels_data(2000, 5, weights="float")
+    k = int(max(y_true.max(), y_pred.max())) + 1
+    for average in ("micro", "macro", "weighted", None):
+        got = M.precision_recall_fscore(y_true, y_pred, sample_weight=w, average=average,
+                                        zero_division=0)
+        cm = M.ConfusionMatrix(k).update(y_true, y_pred, sample_weight=w)
+        assert_same(got, cm.precision_recall_fscore(average=average, zero_division=0),
+                    rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample weights that are not finite: refused as scikit-learn refuses them (ValueError)
+
+NON_FINITE = [np.nan, np.inf, -np.inf]
+
+
+def weight_calls(y_true, y_pred, scores):
+    """Every metric entry that takes sample_weight, as ``name -> f(sample_weight)``."""
+    return {
+        "accuracy": lambda w: M.accuracy(y_true, y_pred, sample_weight=w),
+        "confusion_matrix": lambda w: M.confusion_matrix(y_true, y_pred, sample_weight=w),
+        "confusion_matrix k": lambda w: M.confusion_matrix(y_true, y_pred, sample_weight=w,
+                                                           num_classes=5),
+        "precision": lambda w: M.precision(y_true, y_pred, sample_weight=w, average="macro"),
+        "recall": lambda w: M.recall(y_true, y_pred, sample_weight=w, average="micro"),
+        "f1": lambda w: M.f1(y_true, y_pred, sample_weight=w, average="macro"),
+        "fbeta": lambda w: M.fbeta(y_true, y_pred, 2.0, sample_weight=w, average="weighted"),
+        "prf": lambda w: M.precision_recall_fscore(y_true, y_pred, sample_weight=w),
+        "scores": lambda w: M.f1(y_true, scores, sample_weight=w, average="macro"),
+        "top_k": lambda w: M.top_k_accuracy(y_true, scores, k=2, sample_weight=w),
+        "top_k sum": lambda w: M.top_k_accuracy(y_true, scores, k=2, sample_weight=w,
+                                                normalize=False),
+    }
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_non_finite_weights_are_refused(bad, dtype, one_thread):
+    rng = np.random.default_rng(3)
+    n = 300
+    y_true, y_pred = rng.integers(0, 5, n), rng.integers(0, 5, n)
+    scores = rng.random((n, 5))
+    w = rng.random(n).astype(dtype)
+    w[[17, 200]] = bad
+    shown = {"nan": "nan", "inf": "inf", "-inf": "-inf"}[str(dtype(bad))]
+    for name, call in weight_calls(y_true, y_pred, scores).items():
+        with pytest.raises(fastml.NonFiniteError,
+                           match=rf"^sample_weight must be finite; got sample_weight\[17\] = "
+                                 rf"{shown}") as info:
+            call(w)
+        assert isinstance(info.value, ValueError), name  # what scikit-learn raises
+    # scikit-learn refuses the same weights.
+    sk = pytest.importorskip("sklearn.metrics")
+    with pytest.raises(ValueError):
+        sk.accuracy_score(y_true, y_pred, sample_weight=w)
+    # Large labels (the compact path) and a single bad weight among integer-valued ones.
+    big = y_true * 2**40
+    w = np.ones(n)
+    w[n - 1] = bad
+    with pytest.raises(fastml.NonFiniteError, match=rf"sample_weight\[{n - 1}\] = {shown}"):
+        M.f1(big, y_pred, sample_weight=w, average="macro")
+
+
+@pytest.mark.parametrize("bad", NON_FINITE)
+def test_non_finite_weight_update_adds_nothing(bad, one_thread):
+    cm = M.ConfusionMatrix(4)
+    y = np.array([0, 1, 2, 3, 1])
+    cm.update(y, y)
+    before = cm.compute().copy()
+    with pytest.raises(fastml.NonFiniteError, match=r"sample_weight\[3\]"):
+        cm.update(y, y[::-1], sample_weight=np.array([1.0, 2.0, 0.5, bad, 1.0]))
+    np.testing.assert_array_equal(cm.compute(), before)
+    assert cm.compute().dtype == np.int64  # the rejected batch did not make the table float
+    assert cm.accuracy() == 1.0
+
+
+def test_negative_and_huge_weights_as_sklearn(one_thread):
+    sk = sklearn_metrics()
+    rng = np.random.default_rng(4)
+    n = 400
+    y_true, y_pred = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    w = rng.standard_normal(n)  # negative weights: scikit-learn takes them, and so does fastml
+    assert_same(M.confusion_matrix(y_true, y_pred, sample_weight=w),
+                sk.confusion_matrix(y_true, y_pred, sample_weight=w))
+    assert_same(M.accuracy(y_true, y_pred, sample_weight=w),
+                sk.accuracy_score(y_true, y_pred, sample_weight=w))
+    for average in ("micro", "macro", "weighted", None):
+        got, _ = run(M.precision_recall_fscore, y_true, y_pred, sample_weight=w,
+                     average=average, zero_division=0)
+        want, _ = run(sk.precision_recall_fscore_support, y_true, y_pred, sample_weight=w,
+                      average=average, zero_division=0)
+        assert_same(got, want, average)
+    scores = rng.random((n, 4))
+    assert_same(M.top_k_accuracy(y_true, scores, k=2, sample_weight=w),
+                sk.top_k_accuracy_score(y_true, scores, k=2, sample_weight=w))
+    # Finite weights whose sum overflows are finite weights: no NonFiniteError.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        M.accuracy(np.zeros(3, np.int64), np.zeros(3, np.int64), sample_weight=np.full(3, 1e308))
+
+
+# ---------------------------------------------------------------------------------------------
 # Bad input
 
 
@@ -618,8 +816,15 @@ def test_bad_input():
         M.confusion_matrix(y, y, num_classes=2)
     with pytest.raises(ShapeError, match=r"y_true\[2\] = -1"):  # after a label above 64
         M.confusion_matrix(np.array([0, 100, -1]), np.zeros(3, np.int64))
-    with pytest.raises(ShapeError, match="below 16384"):
-        M.confusion_matrix(np.array([0, 1 << 20]), np.zeros(2, np.int64))
+    with pytest.raises(ShapeError, match=r"y_pred\[1\] = -3"):  # after a label of 2**40
+        M.confusion_matrix(np.array([0, 1 << 40, 5]), np.array([0, -3, 2**62]))
+    with pytest.raises(ShapeError, match=r"at most 16384 distinct labels; got 16385"):
+        M.confusion_matrix(np.arange(16385) * 1000, np.zeros(16385, np.int64))
+    with pytest.raises(ShapeError, match=r"at most 16384 columns \(classes\) unless num_classes"):
+        M.accuracy(np.zeros(2, np.int64), np.zeros((2, 16385)))
+    with pytest.raises(ShapeError, match=r"y_true must hold labels below 2\*\*63 \(int64\); got "
+                       r"y_true\[1\] = 9223372036854775808"):
+        M.accuracy(np.array([0, 2**63], np.uint64), np.zeros(2, np.int64))
     with pytest.raises(ValueError, match="Target is multiclass but average='binary'"):
         M.f1(y, y)
     with pytest.raises(ValueError, match="average must be one of"):

@@ -273,3 +273,124 @@ def test_api_errors_on_device():
         M.top_k_accuracy(dev(np.array([0, 3])), dev(np.zeros((2, 3))))
     with pytest.raises(ValueError, match="at least one non-zero"):
         M.f1(dev(np.array([0, 1])), dev(np.array([0, 1])), sample_weight=dev(np.zeros(2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample weights that are not finite, and large labels, on the device
+
+
+def test_first_non_finite_kernel():
+    from fastml.kernels.cuda import sample_weight as SW
+
+    rng = np.random.default_rng(7)
+    for n in (1, 37, 300):
+        for dtype in (np.float32, np.float64):
+            w = rng.standard_normal(n).astype(dtype)
+            cases = [(None, None)] + [(i, v) for i in sorted({0, n // 2, n - 1})
+                                      for v in (np.nan, np.inf, -np.inf)]
+            for where, value in cases:
+                x = w.copy()
+                if where is not None:
+                    x[where + 1:] = np.nan  # later bad weights: the first one is reported
+                    x[where] = value
+                record = dev(np.full(2, -7, np.int64))
+                SW.first_non_finite(record, dev(x), 0)
+                got = record.copy_to_host().tolist()
+                if where is None:
+                    assert got == [-1, 0]
+                else:
+                    code = SW.NAN if np.isnan(value) else (SW.POS_INF if value > 0 else
+                                                           SW.NEG_INF)
+                    assert got == [where, code], (n, dtype, where, value)
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_add_batch_if_finite_kernel(clean):
+    from fastml.kernels.cuda import sample_weight as SW
+
+    k = 9  # k*k above one block of the simulator's grid
+    rng = np.random.default_rng(k)
+    cm, batch = rng.random((k, k)), rng.random((k, k))
+    seen, batch_seen = rng.random(k) < 0.3, rng.random(k) < 0.5
+    d = [dev(a) for a in (cm, seen, batch, batch_seen)]
+    SW.add_batch_if_finite(*d, dev(np.array([-1 if clean else 4, 0])))
+    got_cm, got_seen, got_batch, got_batch_seen = (a.copy_to_host() for a in d)
+    np.testing.assert_array_equal(got_cm, cm + batch if clean else cm)
+    np.testing.assert_array_equal(got_seen, seen | batch_seen if clean else seen)
+    assert not got_batch.any() and not got_batch_seen.any()  # zeroed for the next batch
+
+
+def test_api_non_finite_weights_on_device():
+    from fastml.errors import NonFiniteError
+
+    rng = np.random.default_rng(5)
+    n = 200
+    y_true, y_pred = dev(rng.integers(0, 4, n)), dev(rng.integers(0, 4, n))
+    scores = dev(rng.random((n, 4)))
+    for dtype in (np.float64, np.float32):
+        for bad, shown in ((np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")):
+            w = np.ones(n, dtype)
+            w[[33, 150]] = bad
+            msg = rf"sample_weight must be finite; got sample_weight\[33\] = {shown}"
+            for call in (lambda d: M.accuracy(y_true, y_pred, sample_weight=d),
+                         lambda d: M.confusion_matrix(y_true, y_pred, sample_weight=d,
+                                                      num_classes=4),
+                         lambda d: M.f1(y_true, y_pred, sample_weight=d, average="macro"),
+                         lambda d: M.top_k_accuracy(y_true, scores, sample_weight=d),
+                         lambda d: M.top_k_accuracy(y_true, scores, sample_weight=d,
+                                                    normalize=False)):
+                with pytest.raises(NonFiniteError, match=msg):
+                    call(dev(w))
+
+
+def test_streaming_non_finite_weight_on_device_adds_nothing():
+    from fastml.errors import NonFiniteError
+
+    rng = np.random.default_rng(8)
+    n, k = 120, 5
+    y_true, y_pred = rng.integers(0, k, n), rng.integers(0, k, n)
+    w = rng.random(n)
+    gpu, cpu = M.ConfusionMatrix(k), M.ConfusionMatrix(k)
+    gpu.update(dev(y_true), dev(y_pred), sample_weight=dev(w))
+    cpu.update(y_true, y_pred, sample_weight=w)
+    bad = w.copy()
+    bad[70] = np.nan
+    # Checked on the device; raised by a later fastml call at the latest (here the read).
+    with pytest.raises(NonFiniteError, match=r"sample_weight\[70\] = nan in a GPU batch"):
+        gpu.update(dev(y_pred), dev(y_true), sample_weight=dev(bad))
+        gpu.compute()
+    assert_same_result(gpu.compute(), cpu.compute(), "after a rejected batch")
+    # The next weighted batch is counted, from a clean scratch table.
+    gpu.update(dev(y_pred), dev(y_true), sample_weight=dev(w))
+    cpu.update(y_pred, y_true, sample_weight=w)
+    assert_same_result(gpu.compute(), cpu.compute(), "after a good batch")
+    assert_same_result(gpu.f1(average="macro"), cpu.f1(average="macro"), "f1")
+
+
+@pytest.mark.parametrize("top", [1000, 16383, 2**62])
+def test_api_sparse_labels_on_device_equal_cpu(top):
+    # 1000: a dense table on the device; 16383 and 2**62: the labels present, on the host.
+    rng = np.random.default_rng(3)
+    n = 150
+    y_true = rng.integers(0, 4, n) * (top // 4)
+    y_pred = np.where(rng.random(n) < 0.6, y_true, rng.integers(0, 4, n) * (top // 4))
+    y_true[9] = top
+    w = rng.random(n)
+    for weight in (None, w):
+        d_w = None if weight is None else dev(weight)
+        assert_same_result(M.confusion_matrix(dev(y_true), dev(y_pred), sample_weight=d_w),
+                           M.confusion_matrix(y_true, y_pred, sample_weight=weight), "cm")
+        for average in ("micro", "macro", None):
+            assert_same_result(
+                M.precision_recall_fscore(dev(y_true), dev(y_pred), average=average,
+                                          sample_weight=d_w, zero_division=0,
+                                          labels=[top, 0, 5]),
+                M.precision_recall_fscore(y_true, y_pred, average=average, sample_weight=weight,
+                                          zero_division=0, labels=[top, 0, 5]), average)
+    scores = rng.random((n, 3)).astype(np.float32)
+    assert_same_result(M.confusion_matrix(dev(y_true), dev(scores)),
+                       M.confusion_matrix(y_true, scores), "argmax")
+    with pytest.raises(ShapeError, match=r"y_pred\[4\] = -1"):
+        y_bad = y_pred.copy()
+        y_bad[4] = -1
+        M.accuracy(dev(y_true), dev(y_bad))
