@@ -12,6 +12,7 @@ Without ``num_classes`` the cost of a call follows the number of distinct labels
 
 import functools
 import math
+import threading
 import warnings
 from typing import Any, NamedTuple
 
@@ -478,6 +479,11 @@ class ConfusionMatrix:
 
     def __init__(self, num_classes):
         self.num_classes = C.num_classes_arg(num_classes)
+        # update, merge, reset and the reads take turns: no batch is lost or half read.
+        self._lock = threading.RLock()
+        self._clear()
+
+    def _clear(self):
         k = self.num_classes
         self._host_counts = C.Counts(np.zeros((k, k), np.int64), np.zeros(k, np.bool_), False)
         self._device = None  # GPU batches: _DeviceCounts, folded in when the counts are read
@@ -489,23 +495,32 @@ class ConfusionMatrix:
         GPU batches are counted into tables on the device without waiting for it: a bad label
         or weight adds nothing there, and its error is raised by a later fastml call (the first
         that sees the device done, at the latest the next read of the counts; see
-        ``fastml.check_device_errors``)."""
+        ``fastml.check_device_errors``).
+
+        Thread-safe: batches from several threads are all counted (a CPU batch is counted
+        outside the lock, then added under it)."""
         inp = C.inputs(y_true, y_pred, sample_weight, threshold)
         if inp.cuda:
-            if self._device is None:
-                self._device = _DeviceCounts(self.num_classes)
-            self._device.add(inp)
+            with self._lock:
+                if self._device is None:
+                    self._device = _DeviceCounts(self.num_classes)
+                self._device.add(inp)
             return self
-        self._add(C.counts(inp, self.num_classes, zero_weights=True))
+        batch = C.counts(inp, self.num_classes, zero_weights=True)
+        with self._lock:
+            self._add(batch)
         return self
 
     @property
     def _counts(self):
-        """All counts so far, on the host (reading GPU tables waits for their stream)."""
-        if self._device is not None:
-            batch, self._device = self._device.collect(), None
-            self._add(batch)
-        return self._host_counts
+        """A copy of all counts so far, on the host (reading GPU tables waits for their
+        stream)."""
+        with self._lock:
+            if self._device is not None:
+                batch, self._device = self._device.collect(), None
+                self._add(batch)
+            c = self._host_counts
+            return C.Counts(c.cm.copy(), c.seen.copy(), c.weighted, c.integer_weights)
 
     def _add(self, other):
         mine = self._host_counts
@@ -524,14 +539,16 @@ class ConfusionMatrix:
         if other.num_classes != self.num_classes:
             raise ShapeError(f"other must have num_classes={self.num_classes}; got "
                              f"{other.num_classes}")
-        self._add(C.Counts(other._counts.cm, other._counts.seen, other._counts.weighted,
-                           other._counts.integer_weights))
+        theirs = other._counts  # a copy, taken under other's lock alone
+        with self._lock:
+            self._add(theirs)
         return self
 
     def reset(self):
-        if self._device is not None:
-            self._device.collect()  # raises a pending error of the batches being dropped
-        self.__init__(self.num_classes)
+        with self._lock:
+            if self._device is not None:
+                self._device.collect()  # raises a pending error of the batches being dropped
+            self._clear()
 
     def compute(self, normalize=None):
         """The (num_classes, num_classes) matrix so far."""

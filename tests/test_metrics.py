@@ -914,3 +914,4 @@ def test_hypothesis(case, one_thread):
                 R.confusion_matrix(y_true, y_pred, sample_weight=w))
     assert_same(M.accuracy(y_true, y_pred, sample_weight=w),
                 R.accuracy(y_true, y_pred, sample_weight=w))
+
