@@ -2,11 +2,12 @@
 atomically (a temporary file in the same folder, then a rename), so a crash mid-write leaves the
 previous checkpoint intact.
 
-A save killed mid-write leaves its temporary file behind. The writer holds an exclusive
-``flock`` on its temporary while it writes, and the kernel drops that lock when the writer dies:
-each save first deletes the temporaries of saves to the same path whose lock it can take
-(``_remove_stale_temporaries``), so they cannot pile up, and a live writer's file, in this
-process, another one, or another container sharing the folder, is never touched.
+A save killed mid-write leaves its temporary file behind. Every save holds a shared ``flock``
+on the folder while it writes, and the kernel drops it when the writer dies; a save that can
+take the folder's lock exclusively knows no save is writing there, in this process, another one,
+or another container sharing the folder, so it first deletes the temporaries that earlier saves
+to the same path left (``_writing``): they cannot pile up, and a live writer's file is never
+touched.
 
 A load reads and checks the whole file before it writes anything (all or nothing): a file that
 is not a readable fastml checkpoint raises ``CheckpointError``; one that is readable but belongs
@@ -14,11 +15,11 @@ to another optimizer (kind, number, shapes or dtypes of parameters and buffers) 
 ``ValueError``, ``ShapeError`` or ``DTypeError``, as ``Optimizer.load_state_dict`` does.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-import time
 
 import numpy as np
 
@@ -52,19 +53,18 @@ def save(path, opt):
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     prefix = _temporary_prefix(name)
-    _remove_stale_temporaries(folder, prefix)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=_TMP_SUFFIX, dir=folder)
-    try:
-        _lock_temporary(fd, blocking=True)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with _writing(folder, prefix):
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=_TMP_SUFFIX, dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 def _temporary_prefix(name):
@@ -73,46 +73,44 @@ def _temporary_prefix(name):
     return f".fastml-{hashlib.sha1(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}-"
 
 
-def _lock_temporary(fd, blocking):
-    """Take the writer's lock on a temporary; False if another process holds it."""
-    if fcntl is None:
-        return True
+@contextlib.contextmanager
+def _writing(folder, prefix):
+    """Hold a shared lock on ``folder`` while a save writes there; first, if no other save
+    holds it, delete the temporaries named ``prefix...`` (their writers have died)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    return True
-
-
-#: A temporary as old as this, still empty and unlocked, is stale too: a writer creates its file
-#: and then locks it, and a file seen between the two is a live one.
-_EMPTY_GRACE_S = 60.0
-
-
-def _remove_stale_temporaries(folder, prefix):
-    """Delete the temporaries starting with ``prefix`` in ``folder`` whose writer has died."""
-    if fcntl is None:  # no flock: leave them rather than guess
+        fd = os.open(folder, os.O_RDONLY) if fcntl is not None else None
+    except OSError:
+        fd = None
+    if fd is None:  # no flock here: temporaries of killed saves are left in place
+        yield
         return
     try:
-        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(_TMP_SUFFIX)]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another save is writing here (or the filesystem has no flock)
+            pass
+        else:
+            _remove_temporaries(folder, prefix)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _remove_temporaries(folder, prefix):
+    try:
+        names = os.listdir(folder)
     except OSError:
         return
     for n in names:
-        tmp = os.path.join(folder, n)
-        try:
-            fd = os.open(tmp, os.O_RDONLY)
-        except OSError:
-            continue  # removed meanwhile
-        try:
-            if not _lock_temporary(fd, blocking=False):
-                continue  # its writer is alive
-            info = os.fstat(fd)
-            if info.st_size > 0 or time.time() - info.st_mtime > _EMPTY_GRACE_S:
-                os.unlink(tmp)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        if n.startswith(prefix) and n.endswith(_TMP_SUFFIX):
+            try:
+                os.unlink(os.path.join(folder, n))
+            except OSError:  # removed meanwhile, or not ours to remove
+                pass
 
 
 def _layout(opt):
