@@ -8,10 +8,16 @@ So the API runs a CPU kernel on the calling thread alone when its largest array 
 :data:`SERIAL_BELOW` elements (a ``*_tensors`` kernel: when all its arrays together do), as
 PyTorch does with its grain size. Results do not change: every reduction is chunked by a fixed
 length, whatever the thread count.
+
+Every CPU kernel call passes through :func:`call`, which is also where a process forked from
+one whose numba pool cannot survive fork raises, before the pool kills it
+(``fastml._threading_layer``).
 """
 
 import numba
 import numpy as np
+
+from . import _threading_layer
 
 #: Arrays smaller than this (elements) are processed by the calling thread alone.
 SERIAL_BELOW = 1 << 15
@@ -48,8 +54,13 @@ def _largest(args):
 
 
 def call(kernel, n, *args):
-    """``kernel(*args)``, on the calling thread alone when ``n`` (elements) is small."""
+    """``kernel(*args)``, on the calling thread alone when ``n`` (elements) is small.
+
+    Raises RuntimeError in a child forked from a process whose numba pool ran on GNU OpenMP.
+    """
     global _ACCESS
+    if _threading_layer.fork_error is not None:
+        raise RuntimeError(_threading_layer.fork_error)
     if n >= SERIAL_BELOW:
         return kernel(*args)
     if _ACCESS is None:

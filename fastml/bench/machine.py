@@ -56,6 +56,8 @@ def describe():
     """A dict of everything the report's machine section shows."""
     import numba
 
+    from .. import _threading_layer
+
     model, cores = _cpuinfo()
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -74,7 +76,8 @@ def describe():
         "logical_cpus": os.cpu_count(),
         "usable_cpus": affinity,
         "numba_threads": numba.get_num_threads(),
-        "threading_layer": numba.config.THREADING_LAYER,
+        # (after numba_threads, which starts numba's pool: its layer is known from then on)
+        "threading_layer": _threading_layer.active() or numba.config.THREADING_LAYER,
         "ram_gib": round(_ram_gib(), 1) if _ram_gib() else None,
         "os": platform.platform(),
         "python_impl": f"{platform.python_implementation()} {sys.version.split()[0]}",
