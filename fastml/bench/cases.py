@@ -10,7 +10,7 @@ The floor of an op is the time of a trivial numba ``parallel`` kernel with the s
 over the same number of elements (read 2 arrays and write 1 for the regression losses, read 1 and
 write 1 for cross-entropy), run in the same process with the same threads. Both the op and the
 floor kernel use ordinary stores, so both pay the same read-for-ownership traffic on the written
-array; bytes are counted as the op's useful reads + writes (DESIGN.md section 3).
+array; bytes are counted as the op's useful reads + writes (docs/design.md section 3).
 """
 
 from collections.abc import Callable
