@@ -175,8 +175,8 @@ def _method_lines(meta):
         "the CPUs idle." if meta.get("quiet") else "Rounds ran without waiting for idle CPUs "
         "(`--quiet` waits); † in the summary marks cases measured under load.",
         "",
-        "- **GB/s**: the op's useful bytes (inputs read once + outputs written once, docs/design.md "
-        "section 3) / median time.",
+        "- **GB/s**: the op's useful bytes (inputs read once + outputs written once, "
+        "docs/design.md section 3) / median time.",
         "- **floor**: a trivial numba kernel with the op's byte pattern over the same number "
         "of elements, in the same run: the machine's memory bandwidth for that pattern. "
         "**x floor** = median time / the floor's time for the same bytes (1.00x is the "
