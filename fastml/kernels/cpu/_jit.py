@@ -1,7 +1,7 @@
 """Compilation options shared by every CPU kernel.
 
 numba's on-disk cache is keyed on each kernel's own source file: after editing this file or a
-helper module alone (``_math.py``, ``_grad.py``, ``_tensors.py``), delete
+helper module alone (``_math.py``, ``_grad.py``, ``_tensors.py``, ``kernels/sizes.py``), delete
 ``fastml/**/__pycache__/*.nb[ic]`` or the old machine code is loaded.
 
 Never ``fastmath=True``: it implies ``nnan``/``ninf``, under which LLVM may delete the very

@@ -13,6 +13,7 @@ Both run ``_adagrad_chunk`` on chunks of ``CHUNK`` elements.
 import numpy as np
 from numba import prange
 
+from .. import sizes
 from ..step_plan import APPLIED, C0, CTL_SIZE
 from ._grad import effective_grad, grad_coefs
 from ._jit import parallel, serial
@@ -56,12 +57,7 @@ def adagrad_step(p, g, state_sum, ctl, eps, weight_decay, maximize, clip_value):
     as ``p``, or ``ctl`` holds fewer than ``CTL_SIZE``.
     """
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if state_sum.shape[0] != n:
-        raise ValueError("state_sum must have the length of p")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.adagrad(p, g, state_sum, ctl)
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunk_count(n)):

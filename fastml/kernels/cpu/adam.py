@@ -18,6 +18,7 @@ per step, in float64); eps is added outside the square root after bias correctio
 import numpy as np
 from numba import prange
 
+from .. import sizes
 from ..step_plan import APPLIED, C0, C1, CTL_SIZE, LR
 from ._grad import effective_grad, grad_coefs, lerp
 from ._jit import parallel, serial
@@ -78,14 +79,7 @@ def adam_step(p, g, m, v, vmax, ctl, beta1, beta2, eps, weight_decay, decoupled,
     ``amsgrad`` is not as long as ``p``, or ``ctl`` holds fewer than ``CTL_SIZE``.
     """
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if m.shape[0] != n or v.shape[0] != n:
-        raise ValueError("m and v must have the length of p")
-    if amsgrad and vmax.shape[0] != n:
-        raise ValueError("vmax must have the length of p when amsgrad")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.adam(p, g, m, v, vmax, ctl, amsgrad)
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunk_count(n)):

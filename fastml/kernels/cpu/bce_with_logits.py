@@ -16,6 +16,7 @@ three libm calls and two integer divisions per element, 46-55x the memory floor.
 import numpy as np
 from numba import prange
 
+from .. import sizes
 from ._jit import CHUNK, inline, parallel, serial
 from ._math import fast_exp_nonpos_sub, fast_log1p_unit, select
 
@@ -120,14 +121,8 @@ def bce_with_logits_fwd_bwd(grad, loss, logits, target, weight, w_div, w_mod,
     ``weight`` (``pos_weight``) has fewer than ``w_mod`` (``pw_mod``) entries.
     """
     n = logits.shape[0]
-    if grad.shape[0] != n or target.shape[0] != n:
-        raise ValueError("grad and target must have the length of logits")
-    if loss.shape[0] != n and loss.shape[0] != 1:
-        raise ValueError("loss must have the length of logits or 1")
-    if w_div < 1 or w_mod < 1 or weight.shape[0] < w_mod:
-        raise ValueError("weight must have at least w_mod >= 1 entries, and w_div >= 1")
-    if pw_div < 1 or pw_mod < 1 or pos_weight.shape[0] < pw_mod:
-        raise ValueError("pos_weight must have at least pw_mod >= 1 entries, and pw_div >= 1")
+    sizes.bce_with_logits(logits, grad, target, loss, weight, w_div, w_mod, pos_weight,
+                           pw_div, pw_mod)
     dt = logits.dtype.type
     per_element = loss.shape[0] == n
     gf = dt(grad_factor)  # in the dtype, as in regression.py (a rounded factor: <= 1 ulp)

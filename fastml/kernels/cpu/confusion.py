@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from .. import sizes
 from ._jit import FASTMATH, inline, parallel, serial
 from ._math import prefetch_l2
 
@@ -131,18 +132,7 @@ def confusion_counts(cm, seen, status, y_true, y_pred, weight, threshold):
     """
     n = y_true.shape[0]
     k = cm.shape[0]
-    if cm.shape[1] != k:
-        raise ValueError("cm must be square (k, k)")
-    if seen.shape[0] != k:
-        raise ValueError("seen must have k entries, one per row of cm")
-    if status.shape[0] < 2:
-        raise ValueError("status must hold at least 2 elements")
-    if y_pred.shape[0] != n:
-        raise ValueError("y_pred must have the length of y_true")
-    if y_pred.size == 0 and n != 0:  # 2-D scores without a column (1-D: size is n)
-        raise ValueError("y_pred scores must have at least one column")
-    if weight.shape[0] != n and weight.shape[0] != 0:
-        raise ValueError("weight must have the length of y_true or none")
+    sizes.confusion(cm, seen, status, y_true, y_pred, weight)
     k1 = k + 1
     uk = np.uint64(k)
     uk1 = np.uint64(k1)

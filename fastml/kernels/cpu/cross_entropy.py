@@ -27,6 +27,7 @@ import math
 import numpy as np
 from numba import prange
 
+from .. import sizes
 from ._jit import CHUNK, inline, parallel, serial
 from ._math import fast_exp_nonpos, maximum, prefetch_l2
 from .labels import first_bad_label
@@ -119,18 +120,7 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     kernel's pass over N C logits.
     """
     n, c = logits.shape
-    if c == 0:
-        raise ValueError("logits must have at least one column")
-    if grad.shape[0] != n or grad.shape[1] != c:
-        raise ValueError("grad must have the shape of logits")
-    if loss.shape[0] != (n if reduction == NONE else 1):
-        raise ValueError("loss must have N entries when reduction is NONE, else 1")
-    if pred.shape[0] != n and pred.shape[0] != 0:
-        raise ValueError("pred must have N entries or none")
-    if labels.shape[0] != n:
-        raise ValueError("labels must have N entries, one per row of logits")
-    if weight.shape[0] != c and weight.shape[0] != 0:
-        raise ValueError("weight must have C entries or none")
+    sizes.cross_entropy(logits, grad, loss, pred, labels, weight, reduction == NONE)
     if first_bad_label(labels, c, ignore_index) >= 0:
         raise ValueError("labels must be in [0, C) or ignore_index")
     dt = logits.dtype.type

@@ -16,6 +16,7 @@ Both run ``_rmsprop_chunk`` on chunks of ``CHUNK`` elements.
 import numpy as np
 from numba import prange
 
+from .. import sizes
 from ..step_plan import APPLIED, CTL_SIZE, LR
 from ._grad import effective_grad, grad_coefs, lerp
 from ._jit import parallel, serial
@@ -80,16 +81,7 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay,
     holds fewer than ``CTL_SIZE``.
     """
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if square_avg.shape[0] != n:
-        raise ValueError("square_avg must have the length of p")
-    if centered and grad_avg.shape[0] != n:
-        raise ValueError("grad_avg must have the length of p when centered")
-    if momentum > 0.0 and buf.shape[0] != n:
-        raise ValueError("buf must have the length of p when momentum > 0")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.rmsprop(p, g, square_avg, grad_avg, buf, ctl, centered, momentum)
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunk_count(n)):

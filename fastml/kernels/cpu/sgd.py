@@ -15,6 +15,7 @@ Without momentum the buffer is not read or written (8 B/param fp32 less).
 
 from numba import prange
 
+from .. import sizes
 from ..step_plan import APPLIED, C0, CTL_SIZE, LR
 from ._grad import effective_grad, grad_coefs
 from ._jit import parallel, serial
@@ -64,12 +65,7 @@ def sgd_step(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximi
     ``momentum != 0``, is not as long as ``p``, or ``ctl`` holds fewer than ``CTL_SIZE``.
     """
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if momentum != 0.0 and buf.shape[0] != n:
-        raise ValueError("buf must have the length of p when momentum != 0")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.sgd(p, g, buf, ctl, momentum)
     if ctl[APPLIED] == 0.0:
         return
     for c in prange(chunk_count(n)):

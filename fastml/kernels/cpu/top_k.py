@@ -8,6 +8,7 @@ iff fewer than k columns outrank it under that order, which a single scan of the
 import numpy as np
 from numba import prange
 
+from .. import sizes
 from ._jit import CHUNK, inline, parallel
 
 
@@ -40,14 +41,7 @@ def top_k_hits(status, scores, y_true, weight, k):
     outside [0, C) are reported in ``status[1]``, never used as an index.
     """
     n, c = scores.shape
-    if c == 0:
-        raise ValueError("scores must have at least one column")
-    if status.shape[0] < 2:
-        raise ValueError("status must hold at least 2 elements")
-    if y_true.shape[0] != n:
-        raise ValueError("y_true must have N entries, one per row of scores")
-    if weight.shape[0] != n and weight.shape[0] != 0:
-        raise ValueError("weight must have N entries or none")
+    sizes.top_k(scores, status, y_true, weight)
     weighted = weight.shape[0] != 0
     rows = max(1, CHUNK // c)
     nchunks = (n + rows - 1) // rows

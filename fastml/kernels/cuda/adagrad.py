@@ -13,7 +13,8 @@ import math
 import numpy as np
 from numba import cuda, int64
 
-from ..step_plan import APPLIED, C0, CLIP_COEF, CTL_SIZE, UNSCALE
+from .. import sizes
+from ..step_plan import APPLIED, C0, CLIP_COEF, UNSCALE
 from . import _launch as L
 from ._grad import effective_grad, load4, store4, update_grid
 
@@ -79,12 +80,7 @@ def adagrad_step(p, g, state_sum, ctl, eps, weight_decay, maximize, clip_value, 
     """
     p, g, state_sum, ctl = map(L.as_device, (p, g, state_sum, ctl))
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if state_sum.shape[0] != n:
-        raise ValueError("state_sum must have the length of p")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.adagrad(p, g, state_sum, ctl)
     if n == 0:
         return
     dt = np.dtype(p.dtype).type

@@ -17,7 +17,8 @@ import math
 import numpy as np
 from numba import cuda, int64
 
-from ..step_plan import APPLIED, C0, C1, CLIP_COEF, CTL_SIZE, LR, UNSCALE
+from .. import sizes
+from ..step_plan import APPLIED, C0, C1, CLIP_COEF, LR, UNSCALE
 from . import _launch as L
 from ._grad import effective_grad, lerp, load4, store4, update_grid
 
@@ -127,14 +128,7 @@ def adam_step(p, g, m, v, vmax, ctl, beta1, beta2, eps, weight_decay, decoupled,
     """
     p, g, m, v, vmax, ctl = map(L.as_device, (p, g, m, v, vmax, ctl))
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if m.shape[0] != n or v.shape[0] != n:
-        raise ValueError("m and v must have the length of p")
-    if amsgrad and vmax.shape[0] != n:
-        raise ValueError("vmax must have the length of p when amsgrad")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.adam(p, g, m, v, vmax, ctl, amsgrad)
     if n == 0:
         return
     dt = np.dtype(p.dtype).type

@@ -18,6 +18,7 @@ import math
 
 from numba import cuda, float64, int64
 
+from .. import sizes
 from . import _launch as L
 from ._launch import SHARED
 
@@ -101,14 +102,8 @@ def bce_with_logits_fwd_bwd(grad, loss, logits, target, weight, w_div, w_mod,
     grad, loss, logits, target, weight, pos_weight = map(
         L.as_device, (grad, loss, logits, target, weight, pos_weight))
     n = logits.shape[0]
-    if grad.shape[0] != n or target.shape[0] != n:
-        raise ValueError("grad and target must have the length of logits")
-    if loss.shape[0] != n and loss.shape[0] != 1:
-        raise ValueError("loss must have the length of logits or 1")
-    if w_div < 1 or w_mod < 1 or weight.shape[0] < w_mod:
-        raise ValueError("weight must have at least w_mod >= 1 entries, and w_div >= 1")
-    if pw_div < 1 or pw_mod < 1 or pos_weight.shape[0] < pw_mod:
-        raise ValueError("pos_weight must have at least pw_mod >= 1 entries, and pw_div >= 1")
+    sizes.bce_with_logits(logits, grad, target, loss, weight, w_div, w_mod, pos_weight,
+                           pw_div, pw_mod)
     dt = logits.dtype.type
     blocks = L.grid(n, L.THREADS)
     buf = L.scratch(stream)

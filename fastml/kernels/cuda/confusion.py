@@ -42,6 +42,7 @@ a group of threads per row (as in ``cross_entropy``).
 import numpy as np
 from numba import cuda, float64, int32, int64
 
+from .. import sizes
 from . import _launch as L
 
 #: Cells of the shared-memory tables: k*k <= SHARED_CELLS uses them (32 KiB of int64/float64).
@@ -340,18 +341,7 @@ def _launch(form, cm, seen, status, y_true, y_pred, weight, threshold, stream):
     n = y_true.shape[0]
     k = cm.shape[0]
     # Shapes only (no sync); the kernels check each label against k themselves.
-    if cm.shape[1] != k:
-        raise ValueError("cm must be square (k, k)")
-    if seen.shape[0] != k:
-        raise ValueError("seen must have k entries, one per row of cm")
-    if status.shape[0] < 2:
-        raise ValueError("status must hold at least 2 elements")
-    if y_pred.shape[0] != n:
-        raise ValueError("y_pred must have the length of y_true")
-    if y_pred.size == 0 and n != 0:  # 2-D scores without a column (1-D: size is n)
-        raise ValueError("y_pred scores must have at least one column")
-    if weight.shape[0] != n and weight.shape[0] != 0:
-        raise ValueError("weight must have the length of y_true or none")
+    sizes.confusion(cm, seen, status, y_true, y_pred, weight)
     cells = k * k
     shared = cells <= SHARED_CELLS
     blocks = _count_blocks(n)

@@ -39,6 +39,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
+from .. import sizes
 from . import _launch as L
 from ._launch import SHARED
 
@@ -543,18 +544,7 @@ def cross_entropy_fwd_bwd(grad, loss, pred, logits, labels, weight, ignore_index
     n, c = logits.shape
     eps = float(label_smoothing)
     reduction = int(reduction)
-    if c == 0:
-        raise ValueError("logits must have at least one column")
-    if grad.shape[0] != n or grad.shape[1] != c:
-        raise ValueError("grad must have the shape of logits")
-    if loss.shape[0] != (n if reduction == NONE else 1):
-        raise ValueError("loss must have N entries when reduction is NONE, else 1")
-    if pred.shape[0] != n and pred.shape[0] != 0:
-        raise ValueError("pred must have N entries or none")
-    if labels.shape[0] != n:
-        raise ValueError("labels must have N entries, one per row of logits")
-    if weight.shape[0] != c and weight.shape[0] != 0:
-        raise ValueError("weight must have C entries or none")
+    sizes.cross_entropy(logits, grad, loss, pred, labels, weight, reduction == NONE)
     if check is not None and check.shape[0] < 2:
         raise ValueError("check must hold at least 2 elements")
     ignore_index = int(ignore_index)

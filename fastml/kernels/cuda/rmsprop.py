@@ -16,7 +16,8 @@ import math
 import numpy as np
 from numba import cuda, int64
 
-from ..step_plan import APPLIED, CLIP_COEF, CTL_SIZE, LR, UNSCALE
+from .. import sizes
+from ..step_plan import APPLIED, CLIP_COEF, LR, UNSCALE
 from . import _launch as L
 from ._grad import effective_grad, lerp, load4, store4, update_grid
 
@@ -123,16 +124,7 @@ def rmsprop_step(p, g, square_avg, grad_avg, buf, ctl, alpha, eps, weight_decay,
     p, g, square_avg, grad_avg, buf, ctl = map(L.as_device,
                                                (p, g, square_avg, grad_avg, buf, ctl))
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if square_avg.shape[0] != n:
-        raise ValueError("square_avg must have the length of p")
-    if centered and grad_avg.shape[0] != n:
-        raise ValueError("grad_avg must have the length of p when centered")
-    if momentum > 0.0 and buf.shape[0] != n:
-        raise ValueError("buf must have the length of p when momentum > 0")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.rmsprop(p, g, square_avg, grad_avg, buf, ctl, centered, momentum)
     if n == 0:
         return
     dt = np.dtype(p.dtype).type

@@ -13,7 +13,8 @@ from ``ctl`` on the device; a skipped step returns before touching memory.
 import numpy as np
 from numba import cuda, int64
 
-from ..step_plan import APPLIED, C0, CLIP_COEF, CTL_SIZE, LR, UNSCALE
+from .. import sizes
+from ..step_plan import APPLIED, C0, CLIP_COEF, LR, UNSCALE
 from . import _launch as L
 from ._grad import effective_grad, load4, store4, update_grid
 
@@ -98,12 +99,7 @@ def sgd_step(p, g, buf, ctl, momentum, dampening, nesterov, weight_decay, maximi
     """
     p, g, buf, ctl = map(L.as_device, (p, g, buf, ctl))
     n = p.shape[0]
-    if g.shape[0] != n:
-        raise ValueError("g must have the length of p")
-    if momentum != 0.0 and buf.shape[0] != n:
-        raise ValueError("buf must have the length of p when momentum != 0")
-    if ctl.shape[0] < CTL_SIZE:
-        raise ValueError("ctl must hold at least CTL_SIZE elements")
+    sizes.sgd(p, g, buf, ctl, momentum)
     if n == 0:
         return
     dt = np.dtype(p.dtype).type

@@ -14,6 +14,7 @@ outside [0, C) lowers an int64 index by integer atomic min: the first one, whate
 import numpy as np
 from numba import cuda, float64, int64
 
+from .. import sizes
 from . import _launch as L
 from ._launch import SHARED
 
@@ -102,14 +103,7 @@ def top_k_hits(status, scores, y_true, weight, k, stream=0):
     """
     status, scores, y_true, weight = (L.as_device(a) for a in (status, scores, y_true, weight))
     n, c = scores.shape
-    if c == 0:
-        raise ValueError("scores must have at least one column")
-    if status.shape[0] < 2:
-        raise ValueError("status must hold at least 2 elements")
-    if y_true.shape[0] != n:
-        raise ValueError("y_true must have N entries, one per row of scores")
-    if weight.shape[0] != n and weight.shape[0] != 0:
-        raise ValueError("weight must have N entries or none")
+    sizes.top_k(scores, status, y_true, weight)
     blocks = max(1, min(L.PARTIALS, L.MAX_BLOCKS, -(-n // (L.THREADS * ROWS))))
     parts = L._scratch("top_k_parts", L.PARTIALS, np.float64, stream)
     first_bad = L._scratch("top_k_first", 1, np.int64, stream)
