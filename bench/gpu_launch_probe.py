@@ -1,7 +1,6 @@
-"""Probe for the next GPU session: can fastml launch its kernels for less host time than
-numba-cuda's dispatcher takes?
+"""Probe: can fastml launch its kernels for less host time than numba-cuda's dispatcher takes?
 
-Session 13 measured 0.3-0.9 ms of host time per fastml GPU call on an H100 machine, about half
+The 2026-11-26 H100 run measured 0.3-0.9 ms of host time per fastml GPU call, about half
 of it in numba-cuda's dispatch (``dispatcher.call``: launch configuration, type dispatch, and
 ``_prepare_args`` building every argument again). This script times, for the Adam kernel over
 1M float32 (16 arguments, 6 of them arrays):

@@ -58,7 +58,7 @@ def copy_bandwidth(n=256 * 2**20, reps=15, inner=10):
     One measurement for every GPU number (the report and ``bench/gpu_*.py``): PyTorch's
     ``copy_`` of ``n`` float32 (1 GiB by default) when PyTorch has the GPU, else numba's copy,
     in rounds of ``inner`` copies queued back to back, after a settling round. numba's copy of a
-    lone call underestimates it (2.1-2.5 TB/s against 2.9-3.0 on an H100 in one session), so
+    lone call underestimates it (2.1-2.5 TB/s against 2.9-3.0 on an H100 in the same run), so
     the rounds queue calls as the rounds of :func:`timed` do."""
     if config.ENABLE_CUDASIM:
         n = min(n, 2**16)

@@ -62,8 +62,7 @@ def select(typingctx, cond, a, b):
     """``a if cond else b`` as one LLVM ``select``. A conditional expression becomes a branch
     and a phi node in numba's IR, which LLVM must if-convert before it vectorizes the loop; in a
     function numba inlines at two call sites of one kernel, those also trip numba's SSA check (a
-    NumbaIRAssumptionWarning at compile time; so it was for the BCE element function, inlined
-    that way until session 11)."""
+    NumbaIRAssumptionWarning at compile time)."""
     if not (isinstance(cond, types.Boolean) and a == b):
         return None
 

@@ -312,7 +312,7 @@ COLUMNS_PER_THREAD = 32
 MAX_REGISTERS = 80
 #: Rows that fit in the registers of up to 1024 threads (C <= 32768 in float32) go to the kernel
 #: of cross_entropy_rows.py: one read of the row and no second pass. Off until it is timed on a
-#: GPU against this kernel (bench/gpu_bench.py times both; written without one, session 14).
+#: GPU against this kernel (bench/gpu_bench.py times both; it has run in the simulator only).
 ROWS_IN_REGISTERS = False
 
 
