@@ -460,11 +460,9 @@ def _deferred_label_error(k, index, largest, seq):
 
 
 def _deferred_weight_error(index, code, seq):
-    return (
-        f"sample_weight must be finite; got sample_weight[{index}] = {_WEIGHT_CODES[code]} in a "
-        f"GPU batch (found on the GPU after ConfusionMatrix.update, checked call #{seq}, "
-        "returned; the batch was not counted). Drop those samples, or give them a finite "
-        "weight, e.g. with nan_to_num")
+    return C.weight_message(
+        index, f"{_WEIGHT_CODES[code]} in a GPU batch (found on the GPU after "
+        f"ConfusionMatrix.update, checked call #{seq}, returned; the batch was not counted)")
 
 
 class ConfusionMatrix:

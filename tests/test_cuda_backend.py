@@ -636,7 +636,7 @@ TYPECHECK = textwrap.dedent("""
     # Device functions ask the current device for its compute capability; there is none here.
     dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
     from fastml.kernels.cuda import (_launch, bce_with_logits, cross_entropy,
-                                     cross_entropy_rows, labels, regression)
+                                     cross_entropy_rows, labels, regression, sample_weight)
 
     def lower(kernel, *args):
         cres = compile_cuda(kernel.py_func, T.void, args, cc=(9, 0))
@@ -687,9 +687,11 @@ TYPECHECK = textwrap.dedent("""
           T.boolean, T.boolean)
     lower(cross_entropy._prepass_finish_kernel, f8, T.int64, i8, T.int32[::1])
     lower(_launch._sum_partials_kernel, f8, f8, T.int64, T.int64, T.float64, T.boolean)
-    lower(labels._init_kernel, i8, T.int64)
+    lower(_launch._set_first_kernel, i8, T.int64)
     lower(labels._first_bad_label_kernel, i8, T.int32[::1], T.int64, T.int64)
     lower(labels._finish_kernel, i8, i8, T.int32[::1])
+    lower(sample_weight._first_non_finite_kernel, i8, a)
+    lower(sample_weight._finish_kernel, i8, i8, a)
     print("ok")
 """)
 

@@ -90,9 +90,28 @@ def scratch(stream=0):
     return _scratch("f8", SCRATCH_LEN, np.float64, stream)
 
 
-def index_scratch(stream=0):
-    """A one-element int64 scratch buffer private to this stream."""
-    return _scratch("i8", 1, np.int64, stream)
+@cuda.jit
+def _set_first_kernel(first, n):
+    first[0] = n
+
+
+def first_index(n, stream=0, key="i8"):
+    """This stream's one-element int64 scratch ``key``, set to ``n`` on the device: a scan for
+    the first bad element keeps the smallest bad index there (an integer atomic min, the same
+    answer every run); ``n`` means none was found."""
+    first = _scratch(key, 1, np.int64, stream)
+    _set_first_kernel[1, 1, stream](first, n)
+    return first
+
+
+@cuda.jit(device=True)
+def publish(record, i, value):
+    """``record = [i, value]`` for a host that polls it without synchronizing (mapped memory,
+    ``fastml._device_errors``): ``record[0]`` is written last, after a system-wide fence, so the
+    record is complete once it changes."""
+    record[1] = value
+    cuda.threadfence_system()
+    record[0] = i
 
 
 @cuda.jit(device=True)

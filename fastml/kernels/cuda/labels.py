@@ -12,11 +12,6 @@ from numba import cuda, int64
 from . import _launch as L
 
 
-@cuda.jit
-def _init_kernel(first, n):
-    first[0] = n
-
-
 # Grid-stride scan; each thread stops at its first bad label (its smallest, since its indices
 # rise) and an integer atomic min keeps the smallest over the grid: the same answer every run.
 @cuda.jit
@@ -34,13 +29,9 @@ def _first_bad_label_kernel(first, labels, n_classes, ignore_index):
 def _finish_kernel(record, first, labels):
     i = first[0]
     if i < labels.shape[0]:
-        record[1] = int64(labels[i])
-        cuda.threadfence_system()  # the value reaches the host before the index does
-        record[0] = i
+        L.publish(record, i, int64(labels[i]))
     else:
-        record[1] = 0
-        cuda.threadfence_system()
-        record[0] = -1
+        L.publish(record, -1, 0)
 
 
 def check_labels(record, labels, n_classes, ignore_index, stream=0):
@@ -61,8 +52,7 @@ def check_labels(record, labels, n_classes, ignore_index, stream=0):
         raise ValueError("record must hold at least 2 elements")
     labels = L.as_device(labels)
     n = labels.shape[0]
-    first = L.index_scratch(stream)
-    _init_kernel[1, 1, stream](first, n)
+    first = L.first_index(n, stream)
     _first_bad_label_kernel[L.grid(n, L.THREADS), L.THREADS, stream](
         first, labels, int(n_classes), int(ignore_index))
     _finish_kernel[1, 1, stream](record, first, labels)

@@ -21,13 +21,8 @@ from . import _launch as L
 NAN, POS_INF, NEG_INF = 0, 1, -1
 
 
-@cuda.jit
-def _init_kernel(first, n):
-    first[0] = n
-
-
 # Grid-stride scan; each thread stops at its first bad weight (its smallest index, since its
-# indices rise) and an integer atomic min keeps the smallest over the grid: the same every run.
+# indices rise) and an integer atomic min keeps the smallest over the grid (L.first_index).
 @cuda.jit
 def _first_non_finite_kernel(first, weight):
     start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
@@ -44,13 +39,9 @@ def _finish_kernel(record, first, weight):
     i = first[0]
     if i < weight.shape[0]:
         x = float64(weight[i])
-        record[1] = NAN if math.isnan(x) else (POS_INF if x > 0 else NEG_INF)
-        cuda.threadfence_system()  # the value reaches the host before the index does
-        record[0] = i
+        L.publish(record, i, NAN if math.isnan(x) else (POS_INF if x > 0 else NEG_INF))
     else:
-        record[1] = 0
-        cuda.threadfence_system()
-        record[0] = -1
+        L.publish(record, -1, 0)
 
 
 def first_non_finite(record, weight, stream=0):
@@ -67,8 +58,7 @@ def first_non_finite(record, weight, stream=0):
     """
     weight = L.as_device(weight)
     n = weight.shape[0]
-    first = L.index_scratch(stream)
-    _init_kernel[1, 1, stream](first, n)
+    first = L.first_index(n, stream)
     _first_non_finite_kernel[L.grid(n, L.THREADS), L.THREADS, stream](first, weight)
     _finish_kernel[1, 1, stream](record, first, weight)
 

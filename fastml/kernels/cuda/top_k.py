@@ -33,12 +33,6 @@ def _outranks(a, j, b, y):
 
 
 @cuda.jit
-def _init_kernel(first_bad, n):
-    if cuda.grid(1) == 0:
-        first_bad[0] = n
-
-
-@cuda.jit
 def _top_k_kernel(parts, first_bad, scores, y_true, weight, k):
     sh = cuda.shared.array(SHARED, float64)
     n = scores.shape[0]
@@ -106,7 +100,6 @@ def top_k_hits(status, scores, y_true, weight, k, stream=0):
     sizes.top_k(scores, status, y_true, weight)
     blocks = max(1, min(L.PARTIALS, L.MAX_BLOCKS, -(-n // (L.THREADS * ROWS))))
     parts = L._scratch("top_k_parts", L.PARTIALS, np.float64, stream)
-    first_bad = L._scratch("top_k_first", 1, np.int64, stream)
-    _init_kernel[1, 1, stream](first_bad, n)
+    first_bad = L.first_index(n, stream, "top_k_first")
     _top_k_kernel[blocks, L.THREADS, stream](parts, first_bad, scores, y_true, weight, int(k))
     _top_k_finish_kernel[1, L.THREADS, stream](status, parts, blocks, first_bad, n)
