@@ -41,12 +41,9 @@ def flag(value, name):
 
 def learning_rate(value, name="lr"):
     """A constant learning rate: a non-negative finite float."""
-    if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be a number or a schedule (a callable step -> lr); got "
-                        f"{type(value).__name__}")
     try:
-        v = float(value)
-    except (TypeError, ValueError, OverflowError):
+        v = real(value, name)
+    except TypeError:
         raise TypeError(f"{name} must be a number or a schedule (a callable step -> lr); got "
                         f"{type(value).__name__}") from None
     if not v >= 0 or not math.isfinite(v):

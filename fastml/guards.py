@@ -26,10 +26,8 @@ def _positive(value, name, allow_none=True):
     if value is None and allow_none:
         return None
     try:
-        if isinstance(value, (str, bytes)):
-            raise TypeError
-        v = float(value)
-    except (TypeError, ValueError, OverflowError):
+        v = real(value, name)
+    except TypeError:
         raise TypeError(f"{name} must be a positive number; got {type(value).__name__}") from None
     if not v > 0:
         raise ValueError(f"{name} must be a positive number; got {value!r}")
